@@ -1,0 +1,26 @@
+//! agentd's domain: the types every other crate speaks, with no knowledge of HTTP, SQL or vendors.
+//!
+//! Ids are UUIDv7 newtypes ([`ids`]), permissions are AgentOS-form scopes ([`scope`]), failures carry a
+//! stable [`ErrorCode`](error::ErrorCode), and [`redact`] keeps secrets out of every log line.
+
+pub mod error;
+pub mod ids;
+pub mod key;
+pub mod redact;
+pub mod scope;
+pub mod tenant;
+
+pub use error::ErrorCode;
+pub use ids::{KeyId, TenantId};
+pub use key::{ApiKey, KeyName, NewApiKey, PlainKey};
+pub use scope::{Scope, ScopeSet};
+pub use tenant::{Tenant, TenantSlug};
+
+/// A point in time, always UTC. Stored as milliseconds since the Unix epoch.
+pub type Timestamp = chrono::DateTime<chrono::Utc>;
+
+/// The current time truncated to whole milliseconds, so a value survives a round trip through the store.
+pub fn now() -> Timestamp {
+    let now = chrono::Utc::now();
+    chrono::DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}

@@ -1,0 +1,150 @@
+//! Access: who is calling (authentication by API key), what they may do (scopes), and the keys
+//! themselves. Tenancy starts here: a principal carries its tenant, and every later call passes it on.
+
+use std::sync::Arc;
+
+use agentd_core::{
+    ApiKey, KeyId, KeyName, NewApiKey, PlainKey, Scope, ScopeSet, Tenant, TenantId, TenantSlug,
+};
+use agentd_store::Store;
+use chrono::Duration;
+
+use crate::{Error, Page, PageRequest};
+
+/// Last-use times are written at most this often per key, so authentication stays a read.
+const TOUCH_INTERVAL_SECONDS: i64 = 60;
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub tenant_id: TenantId,
+    pub key_id: KeyId,
+    pub scopes: ScopeSet,
+}
+
+impl Principal {
+    /// Succeeds if the principal holds `required`; otherwise the error names it.
+    pub fn require(&self, required: &Scope) -> Result<(), Error> {
+        if self.scopes.allows(required) {
+            Ok(())
+        } else {
+            Err(Error::MissingScope(required.clone()))
+        }
+    }
+}
+
+/// Authentication and API key management.
+pub struct AccessService {
+    store: Arc<dyn Store>,
+}
+
+impl AccessService {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// Resolves a bearer credential to a principal. Unknown, malformed and expired keys are all
+    /// `InvalidCredentials`; the reason goes to the client but never the key.
+    pub async fn authenticate(&self, credential: &str) -> Result<Principal, Error> {
+        let plain = PlainKey::parse(credential).ok_or(Error::InvalidCredentials("not an agentd API key"))?;
+        let key = self
+            .store
+            .find_key_by_hash(&plain.hash())
+            .await?
+            .ok_or(Error::InvalidCredentials("unknown or deleted API key"))?;
+        let now = agentd_core::now();
+        if key.is_expired(now) {
+            return Err(Error::InvalidCredentials("the API key has expired"));
+        }
+        let stale = key
+            .last_used_at
+            .is_none_or(|at| now - at >= Duration::seconds(TOUCH_INTERVAL_SECONDS));
+        if stale {
+            self.store.touch_key(key.tenant_id, key.id, now).await?;
+        }
+        Ok(Principal {
+            tenant_id: key.tenant_id,
+            key_id: key.id,
+            scopes: key.scopes,
+        })
+    }
+
+    /// Makes a key in the caller's tenant. A key never grants more than its creator holds.
+    #[tracing::instrument(skip_all, fields(tenant.id = %creator.tenant_id))]
+    pub async fn create_key(&self, creator: &Principal, new: NewApiKey) -> Result<(ApiKey, PlainKey), Error> {
+        if let Some(scope) = creator.scopes.first_not_covered(&new.scopes) {
+            return Err(Error::Escalation {
+                what: "a key",
+                scope: scope.clone(),
+            });
+        }
+        self.issue_key(creator.tenant_id, new).await
+    }
+
+    /// Makes a key in the tenant with the given slug, with no creator to check against: for the
+    /// operator's command line, which has the database in hand anyway.
+    pub async fn create_key_as_operator(
+        &self,
+        tenant: &TenantSlug,
+        new: NewApiKey,
+    ) -> Result<(ApiKey, PlainKey), Error> {
+        let tenant = self
+            .store
+            .get_tenant_by_slug(tenant)
+            .await?
+            .ok_or(Error::NotFound("tenant"))?;
+        self.issue_key(tenant.id, new).await
+    }
+
+    async fn issue_key(&self, tenant: TenantId, new: NewApiKey) -> Result<(ApiKey, PlainKey), Error> {
+        if new.scopes.is_empty() {
+            return Err(Error::invalid("scopes", "a key needs at least one scope"));
+        }
+        if new.expires_at.is_some_and(|at| at <= agentd_core::now()) {
+            return Err(Error::invalid("expires_at", "must be in the future"));
+        }
+        let (key, plain) = new.issue(tenant);
+        self.store.insert_key(&key).await?;
+        tracing::info!(key.id = %key.id, key.prefix = %key.prefix, "API key created");
+        Ok((key, plain))
+    }
+
+    /// One key of the tenant.
+    pub async fn get_key(&self, tenant: TenantId, id: KeyId) -> Result<ApiKey, Error> {
+        self.store.get_key(tenant, id).await?.ok_or(Error::NotFound("API key"))
+    }
+
+    /// A page of the tenant's keys, oldest first.
+    pub async fn list_keys(&self, tenant: TenantId, page: PageRequest<KeyId>) -> Result<Page<ApiKey>, Error> {
+        let keys = self.store.list_keys(tenant, page.after, page.limit + 1).await?;
+        Ok(Page::from_overfetch(keys, page.limit, |key| key.id.to_string()))
+    }
+
+    /// Deletes a key of the tenant; it stops working at once.
+    #[tracing::instrument(skip_all, fields(tenant.id = %tenant, key.id = %id))]
+    pub async fn delete_key(&self, tenant: TenantId, id: KeyId) -> Result<(), Error> {
+        if self.store.delete_key(tenant, id).await? {
+            tracing::info!("API key deleted");
+            Ok(())
+        } else {
+            Err(Error::NotFound("API key"))
+        }
+    }
+
+    /// On the very first start, creates the `default` tenant and an admin key for it and returns the
+    /// key so it can be shown once. Later starts (and other nodes racing this one) get `None`.
+    pub async fn bootstrap_default_tenant(&self) -> Result<Option<PlainKey>, Error> {
+        let tenant = Tenant::new(TenantSlug::default_tenant(), "Default");
+        let admin = NewApiKey {
+            name: KeyName::parse("admin (created on first start)").map_err(|e| Error::Config(e.to_string()))?,
+            scopes: ScopeSet::new([Scope::admin()]),
+            expires_at: None,
+        };
+        let (key, plain) = admin.issue(tenant.id);
+        let created = self.store.create_tenant_with_key(&tenant, &key).await?;
+        if created {
+            tracing::info!(tenant.id = %tenant.id, key.id = %key.id, "first start: default tenant and admin key created");
+        }
+        Ok(created.then_some(plain))
+    }
+}

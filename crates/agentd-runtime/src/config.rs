@@ -1,0 +1,230 @@
+//! Configuration. Precedence, lowest first: built-in defaults < `agentd.toml` < `AGENTD_*` environment
+//! variables (`__` separates nesting: `AGENTD_LOG__FORMAT=json`) < command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// The config file read when none is named.
+pub const DEFAULT_FILE: &str = "agentd.toml";
+
+/// The effective configuration of one agentd node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address the HTTP server binds.
+    pub listen: String,
+    /// Where the SQLite database (and later keys, outbox and workspaces) live.
+    pub data_dir: PathBuf,
+    /// `postgres://…` to run on PostgreSQL, or `sqlite:<path>`; unset means SQLite in `data_dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace_seconds: u64,
+    pub log: LogConfig,
+}
+
+/// Logging.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `agentd=debug,sqlx=warn`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// The format's name in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7777".to_owned(),
+            data_dir: PathBuf::from("./agentd-data"),
+            database_url: None,
+            max_body_bytes: 1024 * 1024,
+            shutdown_grace_seconds: 30,
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Values given on the command line; they win over everything else.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+impl Config {
+    /// Loads the configuration from the file (`agentd.toml` if `file` is `None` and it exists), the
+    /// environment and `overrides`, and checks it.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, Error> {
+        let path = match file {
+            Some(path) if !path.exists() => {
+                return Err(Error::Config(format!("config file {} does not exist", path.display())))
+            }
+            Some(path) => path.to_path_buf(),
+            None => PathBuf::from(DEFAULT_FILE),
+        };
+        let config: Self = Figment::from(Serialized::defaults(Self::default()))
+            .merge(Toml::file(path))
+            .merge(Env::prefixed("AGENTD_").split("__"))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        self.listen_addr()?;
+        if self.max_body_bytes == 0 {
+            return Err(Error::Config("max_body_bytes must be greater than 0".to_owned()));
+        }
+        if let Some(url) = &self.database_url {
+            agentd_store::Backend::from_url(url).map_err(|e| Error::Config(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The address to bind.
+    pub fn listen_addr(&self) -> Result<SocketAddr, Error> {
+        self.listen
+            .parse()
+            .map_err(|e| Error::Config(format!("listen `{}`: {e}", self.listen)))
+    }
+
+    /// The database URL: the configured one, or the SQLite file in the data directory.
+    pub fn database_url(&self) -> Result<String, Error> {
+        if let Some(url) = &self.database_url {
+            return Ok(url.clone());
+        }
+        std::fs::create_dir_all(&self.data_dir).map_err(|e| {
+            Error::Config(format!("cannot create data_dir {}: {e}", self.data_dir.display()))
+        })?;
+        Ok(format!("sqlite://{}", self.data_dir.join("agentd.db").display()))
+    }
+
+    /// The configuration with every secret masked, for `agentd config` and `GET /config`.
+    pub fn redacted(&self) -> Self {
+        Self {
+            database_url: self.redacted_database_url(),
+            ..self.clone()
+        }
+    }
+
+    /// The configured database URL with its password masked.
+    pub fn redacted_database_url(&self) -> Option<String> {
+        self.database_url.as_deref().map(redact_url)
+    }
+}
+
+/// Masks the password (and any secret query value) in a URL.
+fn redact_url(raw: &str) -> String {
+    let masked = match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some(agentd_core::redact::MASK));
+            url.to_string()
+        }
+        _ => raw.to_owned(),
+    };
+    agentd_core::redact::redact(&masked).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_is_defaults_file_env_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "agentd.toml",
+                r#"
+                    listen = "127.0.0.1:1111"
+                    data_dir = "/from/file"
+                    max_body_bytes = 2048
+                    [log]
+                    level = "debug"
+                "#,
+            )?;
+            jail.set_env("AGENTD_DATA_DIR", "/from/env");
+            jail.set_env("AGENTD_LISTEN", "127.0.0.1:2222");
+            jail.set_env("AGENTD_LOG__FORMAT", "json");
+            let flags = Overrides {
+                listen: Some("127.0.0.1:3333".to_owned()),
+                ..Overrides::default()
+            };
+            let config = Config::load(None, &flags).expect("config loads");
+            assert_eq!(config.listen, "127.0.0.1:3333", "flag beats env and file");
+            assert_eq!(config.data_dir, PathBuf::from("/from/env"), "env beats file");
+            assert_eq!(config.max_body_bytes, 2048, "file beats default");
+            assert_eq!(config.log.level, "debug", "nested file value");
+            assert_eq!(config.log.format, LogFormat::Json, "nested env value");
+            assert_eq!(config.shutdown_grace_seconds, 30, "default");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("AGENTD_LOG__FORMAT", "yaml");
+            let error = Config::load(None, &Overrides::default()).unwrap_err().to_string().to_lowercase();
+            assert!(error.contains("log.format"), "{error}");
+            jail.set_env("AGENTD_LOG__FORMAT", "text");
+            jail.set_env("AGENTD_LISTEN", "nowhere");
+            let error = Config::load(None, &Overrides::default()).unwrap_err().to_string().to_lowercase();
+            assert!(error.contains("listen"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn redaction_masks_database_passwords() {
+        let config = Config {
+            database_url: Some("postgres://agentd:hunter2@db:5432/agentd".to_owned()),
+            ..Config::default()
+        };
+        let shown = config.redacted().database_url.unwrap();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.starts_with("postgres://agentd:"), "{shown}");
+        assert!(shown.ends_with("@db:5432/agentd"), "{shown}");
+    }
+}

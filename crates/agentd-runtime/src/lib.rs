@@ -1,0 +1,98 @@
+//! agentd's services. A [`Runtime`] opens the store named by the [`Config`], runs first-start
+//! bootstrap, and holds the services the faces call. Services decide; faces only render.
+
+use std::sync::Arc;
+
+use agentd_core::PlainKey;
+use agentd_store::Store;
+
+pub mod access;
+pub mod config;
+pub mod error;
+pub mod page;
+
+pub use access::{AccessService, Principal};
+pub use config::Config;
+pub use error::Error;
+pub use page::{Page, PageRequest};
+
+/// The running services of one agentd node.
+#[derive(Clone)]
+pub struct Runtime {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub access: Arc<AccessService>,
+    /// When this node started, for `/health` and `/info`.
+    pub started_at: agentd_core::Timestamp,
+}
+
+/// What starting a runtime produced besides the runtime itself.
+pub struct Started {
+    pub runtime: Runtime,
+    /// The admin key made on the very first start, to be shown once; `None` on every later start.
+    pub first_admin_key: Option<PlainKey>,
+}
+
+impl Runtime {
+    /// Opens the database (creating the data directory for SQLite), migrates it, and on first start
+    /// creates the default tenant and its admin key.
+    #[tracing::instrument(skip_all, fields(backend))]
+    pub async fn start(config: Config) -> Result<Started, Error> {
+        let url = config.database_url()?;
+        let store = agentd_store::connect(&url).await.map_err(Error::from)?;
+        tracing::Span::current().record("backend", store.backend().as_str());
+        let access = Arc::new(AccessService::new(store.clone()));
+        let first_admin_key = access.bootstrap_default_tenant().await?;
+        let runtime = Self {
+            config: Arc::new(config),
+            store,
+            access,
+            started_at: agentd_core::now(),
+        };
+        Ok(Started {
+            runtime,
+            first_admin_key,
+        })
+    }
+}
+
+/// What a health check found out about the database.
+#[derive(Clone, Debug)]
+pub struct DatabaseHealth {
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    /// Whether the database answered in time.
+    pub reachable: bool,
+    /// The round trip, when it answered.
+    pub latency: Option<std::time::Duration>,
+    /// Why it did not, in words safe to show.
+    pub problem: Option<String>,
+}
+
+impl Runtime {
+    /// Pings the database with a timeout.
+    pub async fn database_health(&self, timeout: std::time::Duration) -> DatabaseHealth {
+        let backend = self.store.backend().as_str();
+        let started = std::time::Instant::now();
+        let outcome = tokio::time::timeout(timeout, self.store.ping()).await;
+        let problem = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error, "database health check failed");
+                Some("the database did not answer".to_owned())
+            }
+            Err(_) => Some(format!("the database did not answer within {timeout:?}")),
+        };
+        DatabaseHealth {
+            backend,
+            reachable: problem.is_none(),
+            latency: problem.is_none().then(|| started.elapsed()),
+            problem,
+        }
+    }
+
+    /// The database backend's name.
+    pub fn backend(&self) -> &'static str {
+        self.store.backend().as_str()
+    }
+}

@@ -1,0 +1,14 @@
+//! The route table: one module per resource, each owning its handlers and returning its routes with
+//! their OpenAPI entries.
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::state::AppState;
+
+pub mod keys;
+pub mod system;
+
+/// Every API route, with its documentation.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().merge(system::router()).merge(keys::router())
+}

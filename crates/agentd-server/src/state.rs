@@ -1,0 +1,29 @@
+//! The application state, split so each handler and extractor takes only the part it uses.
+
+use std::sync::Arc;
+
+use agentd_runtime::{AccessService, Config, Runtime};
+use axum::extract::FromRef;
+
+use crate::metrics::Metrics;
+
+/// Everything the faces need, each part reachable on its own through `FromRef`.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub runtime: Runtime,
+    pub access: Arc<AccessService>,
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// The state for a started runtime.
+    pub fn new(runtime: Runtime) -> Self {
+        Self {
+            access: runtime.access.clone(),
+            config: runtime.config.clone(),
+            metrics: Arc::new(Metrics::default()),
+            runtime,
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! The SQL backends. Both speak the same SQL: statements use `$n` parameters (which SQLite accepts as
+//! numbered parameters), ids are UUID text, times are milliseconds since the epoch, and lists are JSON
+//! text. So the query code is written once, in `common.rs`, and compiled twice: `sqlite.rs` and
+//! `postgres.rs` each `include!` it with `Db` set to their sqlx database type. What differs between the
+//! backends (connection options, migrations) stays in those two files.
+
+use agentd_core::{ScopeSet, Timestamp};
+
+use crate::StoreError;
+
+pub mod postgres;
+pub mod sqlite;
+
+/// Milliseconds since the epoch → timestamp.
+fn time_from_millis(table: &'static str, millis: i64) -> Result<Timestamp, StoreError> {
+    chrono::DateTime::from_timestamp_millis(millis).ok_or_else(|| StoreError::Corrupt {
+        table,
+        reason: format!("timestamp {millis} out of range"),
+    })
+}
+
+/// Parses a stored id or other `FromStr` column.
+fn parse_column<T: std::str::FromStr>(table: &'static str, column: &str, raw: &str) -> Result<T, StoreError>
+where
+    T::Err: std::fmt::Display,
+{
+    raw.parse().map_err(|e: T::Err| StoreError::Corrupt {
+        table,
+        reason: format!("{column} `{raw}`: {e}"),
+    })
+}
+
+/// Scopes are stored as a JSON array of strings.
+fn scopes_to_json(scopes: &ScopeSet) -> String {
+    serde_json::to_string(scopes).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn scopes_from_json(raw: &str) -> Result<ScopeSet, StoreError> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt {
+        table: "api_keys",
+        reason: format!("scopes: {e}"),
+    })
+}

@@ -1,0 +1,50 @@
+//! The PostgreSQL backend, for several agentd nodes sharing one database. The queries are the shared
+//! ones in `common.rs`; a schema can be chosen with the URL's `options=-c search_path=…`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::{Backend, Store};
+
+type Db = sqlx::Postgres;
+
+/// The store on PostgreSQL.
+pub struct PgStore {
+    pool: sqlx::PgPool,
+}
+
+type SqlStore = PgStore;
+
+include!("common.rs");
+
+impl PgStore {
+    /// Connects to the server named by a `postgres://` URL and migrates the schema.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

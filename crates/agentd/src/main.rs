@@ -1,0 +1,195 @@
+//! The `agentd` command: `serve` runs the server; `migrate`, `config` and `keys` administer it.
+//! This is the only crate that uses `anyhow`: errors here are for an operator to read, not to match on.
+
+mod logging;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use agentd_core::{KeyName, NewApiKey, Scope, ScopeSet, TenantSlug};
+use agentd_runtime::config::Overrides;
+use agentd_runtime::{Config, Runtime};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+/// agentd: a self-hosted Agent OS.
+#[derive(Parser)]
+#[command(name = "agentd", version, about)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes; they override `agentd.toml` and `AGENTD_*` variables.
+#[derive(Args)]
+struct GlobalArgs {
+    /// Configuration file (default: ./agentd.toml when it exists).
+    #[arg(long, global = true, env = "AGENTD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:7777.
+    #[arg(long, global = true)]
+    listen: Option<String>,
+    /// Data directory (SQLite database and other local state).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Database URL: sqlite:<path> or postgres://…
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve,
+    /// Create or update the database schema, then exit.
+    Migrate,
+    /// Print the effective configuration, secrets masked.
+    Config,
+    /// Manage API keys directly in the database (works while the server runs, or without it).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print its secret once.
+    Create {
+        /// Comma-separated scopes, e.g. `agents:read,agents:*:run` or `agent_os:admin`.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// A name for the key.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// The tenant's slug.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Days until the key expires; never, if absent.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let overrides = Overrides {
+        listen: cli.global.listen,
+        data_dir: cli.global.data_dir,
+        database_url: cli.global.database_url,
+    };
+    let config = Config::load(cli.global.config.as_deref(), &overrides)?;
+    if let Command::Config = cli.command {
+        print!("{}", toml::to_string_pretty(&config.redacted())?);
+        return Ok(());
+    }
+    logging::init(&config.log)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => serve(config).await,
+            Command::Migrate => migrate(config).await,
+            Command::Keys { command } => keys(config, command).await,
+            Command::Config => Ok(()),
+        }
+    })
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let addr = config.listen_addr()?;
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    let started = Runtime::start(config).await.context("starting the runtime")?;
+    if let Some(key) = &started.first_admin_key {
+        print_first_admin_key(key.reveal());
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let state = agentd_server::AppState::new(started.runtime.clone());
+    tracing::info!(%addr, backend = started.runtime.backend(), "agentd listening");
+    agentd_server::serve(listener, agentd_server::router(state), shutdown_signal(), grace).await?;
+    started.runtime.store.close().await;
+    tracing::info!("agentd stopped");
+    Ok(())
+}
+
+/// The one time a secret is printed: on the console, outside the log, on the very first start.
+#[allow(clippy::print_stdout)]
+fn print_first_admin_key(key: &str) {
+    println!();
+    println!("  agentd created the default tenant and an admin API key.");
+    println!("  It is shown only this once. Keep it somewhere safe:");
+    println!();
+    println!("      {key}");
+    println!();
+    println!("  Use it as `Authorization: Bearer <key>`; make more with `agentd keys create`.");
+    println!();
+}
+
+async fn migrate(config: Config) -> anyhow::Result<()> {
+    let started = Runtime::start(config).await.context("migrating")?;
+    if let Some(key) = &started.first_admin_key {
+        print_first_admin_key(key.reveal());
+    }
+    tracing::info!(backend = started.runtime.backend(), "schema is up to date");
+    started.runtime.store.close().await;
+    Ok(())
+}
+
+async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
+    let KeysCommand::Create {
+        scopes,
+        name,
+        tenant,
+        expires_in_days,
+    } = command;
+    let scopes = scopes
+        .iter()
+        .map(|raw| Scope::parse(raw.trim()).with_context(|| format!("scope `{raw}`")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let tenant = TenantSlug::parse(&tenant).context("--tenant")?;
+    let new = NewApiKey {
+        name: KeyName::parse(&name).context("--name")?,
+        scopes: ScopeSet::new(scopes),
+        expires_at: expires_in_days.map(|days| agentd_core::now() + chrono::Duration::days(i64::from(days))),
+    };
+    let started = Runtime::start(config).await.context("opening the database")?;
+    if let Some(key) = &started.first_admin_key {
+        print_first_admin_key(key.reveal());
+    }
+    let (key, plain) = started.runtime.access.create_key_as_operator(&tenant, new).await?;
+    started.runtime.store.close().await;
+    print_created_key(&key.id.to_string(), plain.reveal());
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+fn print_created_key(id: &str, secret: &str) {
+    println!("key id: {id}");
+    println!("key:    {secret}");
+    println!("(the key is shown only this once)");
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
