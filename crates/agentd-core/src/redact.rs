@@ -30,7 +30,9 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     'scan: while !rest.is_empty() {
         for marker in MARKERS {
             if let Some(after) = rest.strip_prefix(marker) {
-                let secret_len = after.find(|c: char| !is_token_char(c)).unwrap_or(after.len());
+                let secret_len = after
+                    .find(|c: char| !is_token_char(c))
+                    .unwrap_or(after.len());
                 // `agentd_` also starts ordinary words such as `agentd_core`; real keys are long.
                 let long_enough = marker != "agentd_" || secret_len >= 16;
                 if secret_len > 0 && long_enough {
@@ -68,7 +70,10 @@ mod tests {
     fn masks_every_kind_of_secret() {
         let key = crate::PlainKey::generate();
         let line = format!("auth failed for {} from 10.0.0.1", key.reveal());
-        assert_eq!(redact(&line), "auth failed for agentd_[REDACTED] from 10.0.0.1");
+        assert_eq!(
+            redact(&line),
+            "auth failed for agentd_[REDACTED] from 10.0.0.1"
+        );
         assert_eq!(
             redact("header Authorization: Bearer abc.def-ghi end"),
             "header Authorization: Bearer [REDACTED] end"

@@ -26,7 +26,9 @@ pub enum ScopeError {
     Empty,
     #[error("a scope is at most {MAX_LEN} characters")]
     TooLong,
-    #[error("a scope has the form `resource:action` or `resource:<id>:action`; `{0}` has {1} segments")]
+    #[error(
+        "a scope has the form `resource:action` or `resource:<id>:action`; `{0}` has {1} segments"
+    )]
     Segments(String, usize),
     #[error("scope `{0}` has an empty segment")]
     EmptySegment(String),
@@ -177,11 +179,26 @@ mod tests {
     #[test]
     fn parse_refuses_malformed_scopes() {
         assert_eq!(Scope::parse(""), Err(ScopeError::Empty));
-        assert!(matches!(Scope::parse("agents"), Err(ScopeError::Segments(_, 1))));
-        assert!(matches!(Scope::parse("a:b:c:d"), Err(ScopeError::Segments(_, 4))));
-        assert!(matches!(Scope::parse("agents::run"), Err(ScopeError::EmptySegment(_))));
-        assert!(matches!(Scope::parse("agents:r*n"), Err(ScopeError::Characters(_))));
-        assert!(matches!(Scope::parse("agents:ru n"), Err(ScopeError::Characters(_))));
+        assert!(matches!(
+            Scope::parse("agents"),
+            Err(ScopeError::Segments(_, 1))
+        ));
+        assert!(matches!(
+            Scope::parse("a:b:c:d"),
+            Err(ScopeError::Segments(_, 4))
+        ));
+        assert!(matches!(
+            Scope::parse("agents::run"),
+            Err(ScopeError::EmptySegment(_))
+        ));
+        assert!(matches!(
+            Scope::parse("agents:r*n"),
+            Err(ScopeError::Characters(_))
+        ));
+        assert!(matches!(
+            Scope::parse("agents:ru n"),
+            Err(ScopeError::Characters(_))
+        ));
         assert!(Scope::parse(&"a".repeat(300)).is_err());
         assert!(Scope::parse("agents:web-agent.v2:run").is_ok());
     }

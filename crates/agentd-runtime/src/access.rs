@@ -46,7 +46,8 @@ impl AccessService {
     /// Resolves a bearer credential to a principal. Unknown, malformed and expired keys are all
     /// `InvalidCredentials`; the reason goes to the client but never the key.
     pub async fn authenticate(&self, credential: &str) -> Result<Principal, Error> {
-        let plain = PlainKey::parse(credential).ok_or(Error::InvalidCredentials("not an agentd API key"))?;
+        let plain = PlainKey::parse(credential)
+            .ok_or(Error::InvalidCredentials("not an agentd API key"))?;
         let key = self
             .store
             .find_key_by_hash(&plain.hash())
@@ -71,7 +72,11 @@ impl AccessService {
 
     /// Makes a key in the caller's tenant. A key never grants more than its creator holds.
     #[tracing::instrument(skip_all, fields(tenant.id = %creator.tenant_id))]
-    pub async fn create_key(&self, creator: &Principal, new: NewApiKey) -> Result<(ApiKey, PlainKey), Error> {
+    pub async fn create_key(
+        &self,
+        creator: &Principal,
+        new: NewApiKey,
+    ) -> Result<(ApiKey, PlainKey), Error> {
         if let Some(scope) = creator.scopes.first_not_covered(&new.scopes) {
             return Err(Error::Escalation {
                 what: "a key",
@@ -96,7 +101,11 @@ impl AccessService {
         self.issue_key(tenant.id, new).await
     }
 
-    async fn issue_key(&self, tenant: TenantId, new: NewApiKey) -> Result<(ApiKey, PlainKey), Error> {
+    async fn issue_key(
+        &self,
+        tenant: TenantId,
+        new: NewApiKey,
+    ) -> Result<(ApiKey, PlainKey), Error> {
         if new.scopes.is_empty() {
             return Err(Error::invalid("scopes", "a key needs at least one scope"));
         }
@@ -111,13 +120,25 @@ impl AccessService {
 
     /// One key of the tenant.
     pub async fn get_key(&self, tenant: TenantId, id: KeyId) -> Result<ApiKey, Error> {
-        self.store.get_key(tenant, id).await?.ok_or(Error::NotFound("API key"))
+        self.store
+            .get_key(tenant, id)
+            .await?
+            .ok_or(Error::NotFound("API key"))
     }
 
     /// A page of the tenant's keys, oldest first.
-    pub async fn list_keys(&self, tenant: TenantId, page: PageRequest<KeyId>) -> Result<Page<ApiKey>, Error> {
-        let keys = self.store.list_keys(tenant, page.after, page.limit + 1).await?;
-        Ok(Page::from_overfetch(keys, page.limit, |key| key.id.to_string()))
+    pub async fn list_keys(
+        &self,
+        tenant: TenantId,
+        page: PageRequest<KeyId>,
+    ) -> Result<Page<ApiKey>, Error> {
+        let keys = self
+            .store
+            .list_keys(tenant, page.after, page.limit + 1)
+            .await?;
+        Ok(Page::from_overfetch(keys, page.limit, |key| {
+            key.id.to_string()
+        }))
     }
 
     /// Deletes a key of the tenant; it stops working at once.
@@ -136,7 +157,8 @@ impl AccessService {
     pub async fn bootstrap_default_tenant(&self) -> Result<Option<PlainKey>, Error> {
         let tenant = Tenant::new(TenantSlug::default_tenant(), "Default");
         let admin = NewApiKey {
-            name: KeyName::parse("admin (created on first start)").map_err(|e| Error::Config(e.to_string()))?,
+            name: KeyName::parse("admin (created on first start)")
+                .map_err(|e| Error::Config(e.to_string()))?,
             scopes: ScopeSet::new([Scope::admin()]),
             expires_at: None,
         };

@@ -97,7 +97,10 @@ impl Config {
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, Error> {
         let path = match file {
             Some(path) if !path.exists() => {
-                return Err(Error::Config(format!("config file {} does not exist", path.display())))
+                return Err(Error::Config(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )))
             }
             Some(path) => path.to_path_buf(),
             None => PathBuf::from(DEFAULT_FILE),
@@ -115,7 +118,9 @@ impl Config {
     fn check(&self) -> Result<(), Error> {
         self.listen_addr()?;
         if self.max_body_bytes == 0 {
-            return Err(Error::Config("max_body_bytes must be greater than 0".to_owned()));
+            return Err(Error::Config(
+                "max_body_bytes must be greater than 0".to_owned(),
+            ));
         }
         if let Some(url) = &self.database_url {
             agentd_store::Backend::from_url(url).map_err(|e| Error::Config(e.to_string()))?;
@@ -136,9 +141,15 @@ impl Config {
             return Ok(url.clone());
         }
         std::fs::create_dir_all(&self.data_dir).map_err(|e| {
-            Error::Config(format!("cannot create data_dir {}: {e}", self.data_dir.display()))
+            Error::Config(format!(
+                "cannot create data_dir {}: {e}",
+                self.data_dir.display()
+            ))
         })?;
-        Ok(format!("sqlite://{}", self.data_dir.join("agentd.db").display()))
+        Ok(format!(
+            "sqlite://{}",
+            self.data_dir.join("agentd.db").display()
+        ))
     }
 
     /// The configuration with every secret masked, for `agentd config` and `GET /config`.
@@ -168,6 +179,8 @@ fn redact_url(raw: &str) -> String {
 }
 
 #[cfg(test)]
+// figment's `Jail` closures return its own large error type; that is its API, not ours.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -193,7 +206,11 @@ mod tests {
             };
             let config = Config::load(None, &flags).expect("config loads");
             assert_eq!(config.listen, "127.0.0.1:3333", "flag beats env and file");
-            assert_eq!(config.data_dir, PathBuf::from("/from/env"), "env beats file");
+            assert_eq!(
+                config.data_dir,
+                PathBuf::from("/from/env"),
+                "env beats file"
+            );
             assert_eq!(config.max_body_bytes, 2048, "file beats default");
             assert_eq!(config.log.level, "debug", "nested file value");
             assert_eq!(config.log.format, LogFormat::Json, "nested env value");
@@ -206,11 +223,17 @@ mod tests {
     fn bad_values_name_the_key() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("AGENTD_LOG__FORMAT", "yaml");
-            let error = Config::load(None, &Overrides::default()).unwrap_err().to_string().to_lowercase();
+            let error = Config::load(None, &Overrides::default())
+                .unwrap_err()
+                .to_string()
+                .to_lowercase();
             assert!(error.contains("log.format"), "{error}");
             jail.set_env("AGENTD_LOG__FORMAT", "text");
             jail.set_env("AGENTD_LISTEN", "nowhere");
-            let error = Config::load(None, &Overrides::default()).unwrap_err().to_string().to_lowercase();
+            let error = Config::load(None, &Overrides::default())
+                .unwrap_err()
+                .to_string()
+                .to_lowercase();
             assert!(error.contains("listen"), "{error}");
             Ok(())
         });

@@ -22,7 +22,10 @@ impl<Id: FromStr> PageRequest<Id> {
     pub fn parse(limit: Option<u32>, cursor: Option<&str>) -> Result<Self, Error> {
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(Error::invalid("limit", format!("must be between 1 and {MAX_LIMIT}")));
+            return Err(Error::invalid(
+                "limit",
+                format!("must be between 1 and {MAX_LIMIT}"),
+            ));
         }
         let after = match cursor {
             None | Some("") => None,
@@ -47,7 +50,11 @@ impl<T> Page<T> {
     pub fn from_overfetch(mut items: Vec<T>, limit: u32, cursor_of: impl Fn(&T) -> String) -> Self {
         let has_more = items.len() > limit as usize;
         items.truncate(limit as usize);
-        let next_cursor = if has_more { items.last().map(cursor_of) } else { None };
+        let next_cursor = if has_more {
+            items.last().map(cursor_of)
+        } else {
+            None
+        };
         Self { items, next_cursor }
     }
 }

@@ -70,8 +70,12 @@ where
         let credential = bearer_credential(parts)?;
         let access = Arc::<AccessService>::from_ref(state);
         let principal = access.authenticate(credential).await?;
-        let required = Scope::parse(S::SCOPE)
-            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("route scope {}: {e}", S::SCOPE)))?;
+        let required = Scope::parse(S::SCOPE).map_err(|e| {
+            ApiError::new(
+                ErrorCode::Internal,
+                format!("route scope {}: {e}", S::SCOPE),
+            )
+        })?;
         principal.require(&required)?;
         Ok(Self {
             principal,
@@ -85,14 +89,19 @@ fn bearer_credential(parts: &Parts) -> Result<&str, ApiError> {
     let Some(header) = parts.headers.get(AUTHORIZATION) else {
         return Err(agentd_runtime::Error::MissingCredentials.into());
     };
-    let value = header
-        .to_str()
-        .map_err(|_| agentd_runtime::Error::InvalidCredentials("the Authorization header is not text"))?;
+    let value = header.to_str().map_err(|_| {
+        agentd_runtime::Error::InvalidCredentials("the Authorization header is not text")
+    })?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(token.trim())
         }
-        _ => Err(agentd_runtime::Error::InvalidCredentials("use `Authorization: Bearer <api key>`").into()),
+        _ => Err(agentd_runtime::Error::InvalidCredentials(
+            "use `Authorization: Bearer <api key>`",
+        )
+        .into()),
     }
 }
 

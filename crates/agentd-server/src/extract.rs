@@ -27,7 +27,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
             .and_then(|value| value.split(';').next())
             .map(|mime| {
                 let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+                mime == "application/json"
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
             })
             .unwrap_or(false);
         if !is_json {
@@ -36,13 +37,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                 "the body must be JSON: send `Content-Type: application/json`",
             ));
         }
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(ErrorCode::PayloadTooLarge, "the request body exceeds the size limit")
-            } else {
-                ApiError::new(ErrorCode::InvalidJson, rejection.body_text())
-            }
-        })?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(
+                        ErrorCode::PayloadTooLarge,
+                        "the request body exceeds the size limit",
+                    )
+                } else {
+                    ApiError::new(ErrorCode::InvalidJson, rejection.body_text())
+                }
+            })?;
         parse_json(&bytes).map(Json)
     }
 }
@@ -58,18 +64,26 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 let message = inner.to_string();
                 data_error(&path, strip_position(&message))
             }
-            _ => ApiError::new(ErrorCode::InvalidJson, format!("the body is not valid JSON: {inner}")),
+            _ => ApiError::new(
+                ErrorCode::InvalidJson,
+                format!("the body is not valid JSON: {inner}"),
+            ),
         }
     })?;
-    deserializer
-        .end()
-        .map_err(|inner| ApiError::new(ErrorCode::InvalidJson, format!("the body is not valid JSON: {inner}")))?;
+    deserializer.end().map_err(|inner| {
+        ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("the body is not valid JSON: {inner}"),
+        )
+    })?;
     Ok(value)
 }
 
 /// serde_json appends ` at line 1 column 12` to data errors; the field path says more.
 fn strip_position(message: &str) -> &str {
-    message.rsplit_once(" at line ").map_or(message, |(head, _)| head)
+    message
+        .rsplit_once(" at line ")
+        .map_or(message, |(head, _)| head)
 }
 
 /// A data error at `path`. A missing field is reported at the field itself, not at its parent.
@@ -94,7 +108,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
-        let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(deserializer)
             .map(Query)
             .map_err(|error| {
@@ -121,12 +136,12 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
             Err(PathRejection::FailedToDeserializePathParams(error)) => {
                 let names = param_names(parts, state).await;
                 let field = match error.kind() {
-                    ErrorKind::ParseErrorAtKey { key, .. } | ErrorKind::DeserializeError { key, .. } => {
-                        key.clone()
-                    }
-                    ErrorKind::ParseErrorAtIndex { index, .. } => {
-                        names.get(*index).cloned().unwrap_or_else(|| "path".to_owned())
-                    }
+                    ErrorKind::ParseErrorAtKey { key, .. }
+                    | ErrorKind::DeserializeError { key, .. } => key.clone(),
+                    ErrorKind::ParseErrorAtIndex { index, .. } => names
+                        .get(*index)
+                        .cloned()
+                        .unwrap_or_else(|| "path".to_owned()),
                     _ if names.len() == 1 => names[0].clone(),
                     _ => "path".to_owned(),
                 };

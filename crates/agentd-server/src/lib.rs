@@ -40,8 +40,13 @@ pub fn router(state: AppState) -> Router {
         .fallback(middleware::route_not_found)
         .layer(
             ServiceBuilder::new()
-                .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), middleware::observe))
-                .layer(axum::middleware::from_fn(middleware::problem_for_bare_errors))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.metrics.clone(),
+                    middleware::observe,
+                ))
+                .layer(axum::middleware::from_fn(
+                    middleware::problem_for_bare_errors,
+                ))
                 .layer(CatchPanicLayer::custom(middleware::panic_to_problem))
                 .layer(DefaultBodyLimit::max(max_body)),
         )

@@ -7,7 +7,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Labels {
@@ -39,7 +41,10 @@ impl Metrics {
             route: route.to_owned(),
             status,
         };
-        let mut series = self.series.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut series = self
+            .series
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let entry = series.entry(labels).or_default();
         entry.count += 1;
         entry.sum_seconds += seconds;
@@ -50,12 +55,20 @@ impl Metrics {
 
     /// The metrics in the Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
-        let series = self.series.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let series = self
+            .series
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut out = String::new();
         out.push_str("# HELP agentd_http_requests_total HTTP requests answered, by method, route and status.\n");
         out.push_str("# TYPE agentd_http_requests_total counter\n");
         for (labels, data) in series.iter() {
-            let _ = writeln!(out, "agentd_http_requests_total{{{}}} {}", label_text(labels), data.count);
+            let _ = writeln!(
+                out,
+                "agentd_http_requests_total{{{}}} {}",
+                label_text(labels),
+                data.count
+            );
         }
         out.push_str("# HELP agentd_http_request_duration_seconds Time to answer HTTP requests.\n");
         out.push_str("# TYPE agentd_http_request_duration_seconds histogram\n");
@@ -74,8 +87,16 @@ impl Metrics {
                 "agentd_http_request_duration_seconds_bucket{{{text},le=\"+Inf\"}} {}",
                 data.count
             );
-            let _ = writeln!(out, "agentd_http_request_duration_seconds_sum{{{text}}} {}", data.sum_seconds);
-            let _ = writeln!(out, "agentd_http_request_duration_seconds_count{{{text}}} {}", data.count);
+            let _ = writeln!(
+                out,
+                "agentd_http_request_duration_seconds_sum{{{text}}} {}",
+                data.sum_seconds
+            );
+            let _ = writeln!(
+                out,
+                "agentd_http_request_duration_seconds_count{{{text}}} {}",
+                data.count
+            );
         }
         out
     }
@@ -91,7 +112,10 @@ fn label_text(labels: &Labels) -> String {
 }
 
 fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -106,11 +130,22 @@ mod tests {
         metrics.record("GET", "/keys/{key_id}", 404, Duration::from_secs(10));
         let text = metrics.render();
         let ok = r#"method="GET",route="/keys/{key_id}",status="200""#;
-        assert!(text.contains(&format!("agentd_http_requests_total{{{ok}}} 2")), "{text}");
-        assert!(text.contains(&format!("agentd_http_request_duration_seconds_bucket{{{ok},le=\"0.005\"}} 1")));
-        assert!(text.contains(&format!("agentd_http_request_duration_seconds_bucket{{{ok},le=\"0.05\"}} 2")));
+        assert!(
+            text.contains(&format!("agentd_http_requests_total{{{ok}}} 2")),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            "agentd_http_request_duration_seconds_bucket{{{ok},le=\"0.005\"}} 1"
+        )));
+        assert!(text.contains(&format!(
+            "agentd_http_request_duration_seconds_bucket{{{ok},le=\"0.05\"}} 2"
+        )));
         let slow = r#"method="GET",route="/keys/{key_id}",status="404""#;
-        assert!(text.contains(&format!("agentd_http_request_duration_seconds_bucket{{{slow},le=\"5\"}} 0")));
-        assert!(text.contains(&format!("agentd_http_request_duration_seconds_bucket{{{slow},le=\"+Inf\"}} 1")));
+        assert!(text.contains(&format!(
+            "agentd_http_request_duration_seconds_bucket{{{slow},le=\"5\"}} 0"
+        )));
+        assert!(text.contains(&format!(
+            "agentd_http_request_duration_seconds_bucket{{{slow},le=\"+Inf\"}} 1"
+        )));
     }
 }

@@ -26,7 +26,11 @@ pub struct RequestId(pub HeaderValue);
 
 /// Assigns the request id, opens the request's log span, and records metrics and a log line when the
 /// response is ready.
-pub async fn observe(State(metrics): State<Arc<Metrics>>, mut request: Request, next: Next) -> Response {
+pub async fn observe(
+    State(metrics): State<Arc<Metrics>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let request_id = request
         .headers()
@@ -34,10 +38,15 @@ pub async fn observe(State(metrics): State<Arc<Metrics>>, mut request: Request, 
         .filter(|value| is_acceptable_request_id(value.as_bytes()))
         .cloned()
         .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::now_v7().to_string()).unwrap_or(HeaderValue::from_static("invalid"))
+            HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
+                .unwrap_or(HeaderValue::from_static("invalid"))
         });
-    request.headers_mut().insert(X_REQUEST_ID.clone(), request_id.clone());
-    request.extensions_mut().insert(RequestId(request_id.clone()));
+    request
+        .headers_mut()
+        .insert(X_REQUEST_ID.clone(), request_id.clone());
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
     let method = request.method().clone();
     let route = request
         .extensions()
@@ -53,7 +62,11 @@ pub async fn observe(State(metrics): State<Arc<Metrics>>, mut request: Request, 
     let elapsed = started.elapsed();
     let status = response.status();
     span.in_scope(|| {
-        tracing::info!(status = status.as_u16(), latency_us = elapsed.as_micros() as u64, "request finished");
+        tracing::info!(
+            status = status.as_u16(),
+            latency_us = elapsed.as_micros() as u64,
+            "request finished"
+        );
     });
     metrics.record(
         method.as_str(),
@@ -61,7 +74,9 @@ pub async fn observe(State(metrics): State<Arc<Metrics>>, mut request: Request, 
         status.as_u16(),
         elapsed,
     );
-    response.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
+    response
+        .headers_mut()
+        .insert(X_REQUEST_ID.clone(), request_id);
     response
 }
 
@@ -73,8 +88,8 @@ fn is_acceptable_request_id(value: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-/// Rewrites error responses that are not problem+json (axum's 405, a layer's 413) into problem+json,
-/// keeping their status and headers.
+/// Rewrites error responses that carry no JSON (axum's bare 405, a layer's plain-text 413) into
+/// problem+json, keeping their status and headers.
 pub async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let response = next.run(request).await;
@@ -82,11 +97,12 @@ pub async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let is_problem = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if is_problem {
+    // Handlers answer errors in JSON: problem+json, or a documented JSON body such as `/health`'s 503.
+    let is_json = response.headers().get(CONTENT_TYPE).is_some_and(|value| {
+        let value = value.as_bytes();
+        value.starts_with(PROBLEM_JSON.as_bytes()) || value.starts_with(b"application/json")
+    });
+    if is_json {
         return response;
     }
     let (parts, _body) = response.into_parts();
@@ -122,7 +138,11 @@ pub fn panic_to_problem(payload: Box<dyn Any + Send + 'static>) -> Response {
 pub async fn route_not_found(request: Request) -> Response {
     Problem::new(
         ErrorCode::RouteNotFound,
-        format!("no route for {} {}", request.method(), request.uri().path()),
+        format!(
+            "no route for {} {}",
+            request.method(),
+            agentd_core::redact::redact(request.uri().path())
+        ),
         None,
     )
     .into_response()

@@ -40,7 +40,9 @@ impl Modify for BearerScheme {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("agentd API key")
-                    .description(Some("An agentd API key (`agentd_…`). Scopes are listed per operation."))
+                    .description(Some(
+                        "An agentd API key (`agentd_…`). Scopes are listed per operation.",
+                    ))
                     .build(),
             ),
         );
@@ -57,12 +59,18 @@ struct StandardErrors;
 
 impl StandardErrors {
     fn add(operation: &mut Operation, status: &str, description: &str) {
-        let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+        let content = ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .build();
         let response = ResponseBuilder::new()
             .description(description)
             .content(PROBLEM_JSON, content)
             .build();
-        operation.responses.responses.entry(status.to_owned()).or_insert(response.into());
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert(response.into());
     }
 }
 
@@ -90,7 +98,11 @@ impl Modify for StandardErrors {
                     .any(|p| p.parameter_in == ParameterIn::Query);
                 if secured {
                     Self::add(operation, "401", "Missing, unknown or expired API key");
-                    Self::add(operation, "403", "The key lacks the scope this operation requires");
+                    Self::add(
+                        operation,
+                        "403",
+                        "The key lacks the scope this operation requires",
+                    );
                 }
                 if operation.request_body.is_some() {
                     Self::add(operation, "400", "The body is not valid JSON");
@@ -98,12 +110,20 @@ impl Modify for StandardErrors {
                     Self::add(operation, "415", "The body is not JSON");
                 }
                 if operation.request_body.is_some() || has_path_params || has_query {
-                    Self::add(operation, "422", "A field has an invalid value; `field` names it");
+                    Self::add(
+                        operation,
+                        "422",
+                        "A field has an invalid value; `field` names it",
+                    );
                 }
                 if has_path_params {
                     Self::add(operation, "404", "No such resource in the caller's tenant");
                 }
-                Self::add(operation, "500", "Internal error (details are in the server log)");
+                Self::add(
+                    operation,
+                    "500",
+                    "Internal error (details are in the server log)",
+                );
             }
         }
     }

@@ -14,7 +14,9 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 pub fn status_and_title(code: ErrorCode) -> (StatusCode, &'static str) {
     match code {
         ErrorCode::InvalidJson => (StatusCode::BAD_REQUEST, "Malformed JSON body"),
-        ErrorCode::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported media type"),
+        ErrorCode::UnsupportedMediaType => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported media type")
+        }
         ErrorCode::InvalidField => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid field"),
         ErrorCode::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"),
         ErrorCode::MissingCredentials => (StatusCode::UNAUTHORIZED, "Authentication required"),
@@ -147,7 +149,8 @@ impl IntoResponse for ApiError {
         let detail = match self.code {
             ErrorCode::Internal | ErrorCode::Unavailable => {
                 let mut chain = String::new();
-                let mut next: Option<&(dyn std::error::Error + 'static)> = self.source.as_deref().map(|e| e as _);
+                let mut next: Option<&(dyn std::error::Error + 'static)> =
+                    self.source.as_deref().map(|e| e as _);
                 while let Some(error) = next {
                     chain.push_str(": ");
                     chain.push_str(&error.to_string());

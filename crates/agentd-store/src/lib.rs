@@ -93,7 +93,11 @@ pub trait TenantStore {
     async fn get_tenant_by_slug(&self, slug: &TenantSlug) -> Result<Option<Tenant>, StoreError>;
     /// Creates `tenant` and its first key in one transaction, unless a tenant with the same slug exists,
     /// in which case nothing is written and `false` is returned. Safe to race from several nodes.
-    async fn create_tenant_with_key(&self, tenant: &Tenant, key: &ApiKey) -> Result<bool, StoreError>;
+    async fn create_tenant_with_key(
+        &self,
+        tenant: &Tenant,
+        key: &ApiKey,
+    ) -> Result<bool, StoreError>;
 }
 
 /// API keys. Keys are ordered by id, which is creation order.
@@ -115,7 +119,8 @@ pub trait KeyStore {
     /// The key whose secret hashes to `hash`, in whichever tenant holds it.
     async fn find_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError>;
     /// Records that a key of the tenant was used at `at`.
-    async fn touch_key(&self, tenant: TenantId, id: KeyId, at: Timestamp) -> Result<(), StoreError>;
+    async fn touch_key(&self, tenant: TenantId, id: KeyId, at: Timestamp)
+        -> Result<(), StoreError>;
 }
 
 /// Opens the database named by `url` (`sqlite:<path>` or `postgres://…`), creating a SQLite file if

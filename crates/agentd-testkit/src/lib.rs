@@ -63,16 +63,24 @@ impl TestDb {
     /// A new schema on the test PostgreSQL server; `None` (with a note) if the server is unreachable
     /// outside CI. Under `CI=true` an unreachable server panics.
     pub async fn postgres() -> Option<Self> {
-        let base = std::env::var("AGENTD_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_owned());
-        let connected = tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&base)).await;
+        let base =
+            std::env::var("AGENTD_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_owned());
+        let connected =
+            tokio::time::timeout(Duration::from_secs(5), sqlx::PgConnection::connect(&base)).await;
         let mut connection = match connected {
             Ok(Ok(connection)) => connection,
             Ok(Err(error)) => return unreachable_postgres(&base, &error.to_string()),
             Err(_) => return unreachable_postgres(&base, "timed out"),
         };
         drop_stale_schemas(&mut connection).await;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        let schema = format!("{SCHEMA_PREFIX}{now}_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let schema = format!(
+            "{SCHEMA_PREFIX}{now}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
         connection
             .execute(format!("CREATE SCHEMA \"{schema}\"").as_str())
             .await
@@ -116,7 +124,10 @@ async fn drop_stale_schemas(connection: &mut sqlx::PgConnection) {
     if STALE_SCHEMAS_DROPPED.swap(true, Ordering::SeqCst) {
         return;
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
     let names: Vec<String> =
         sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname, $1)")
             .bind(SCHEMA_PREFIX)
@@ -173,7 +184,9 @@ async fn start(db: TestDb, config: Config, admin_key: Option<String>) -> TestApp
         (None, Some(key)) => key,
         (None, None) => panic!("a fresh database must produce a first admin key"),
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
     let addr = listener.local_addr().expect("a bound address");
     let runtime = started.runtime;
     let app = agentd_server::router(agentd_server::AppState::new(runtime.clone()));
@@ -204,7 +217,12 @@ impl TestApp {
     }
 
     /// A request with `key` as bearer credential.
-    pub fn request(&self, method: reqwest::Method, path: &str, key: &str) -> reqwest::RequestBuilder {
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+    ) -> reqwest::RequestBuilder {
         self.client.request(method, self.url(path)).bearer_auth(key)
     }
 
@@ -215,13 +233,17 @@ impl TestApp {
 
     /// A POST with the admin key and a JSON body.
     pub fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::RequestBuilder {
-        self.request(reqwest::Method::POST, path, &self.admin_key).json(body)
+        self.request(reqwest::Method::POST, path, &self.admin_key)
+            .json(body)
     }
 
     /// Creates a key in the default tenant through the API; returns `(id, secret)`.
     pub async fn create_key(&self, scopes: &[&str]) -> (String, String) {
         let response = self
-            .post_json("/keys", &serde_json::json!({"name": "test", "scopes": scopes}))
+            .post_json(
+                "/keys",
+                &serde_json::json!({"name": "test", "scopes": scopes}),
+            )
             .send()
             .await
             .expect("POST /keys");

@@ -9,7 +9,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber: `RUST_LOG` wins over the configured level.
 pub fn init(config: &LogConfig) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&config.level))?;
+    let filter =
+        EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&config.level))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(io::stderr().is_terminal())
@@ -38,7 +39,8 @@ struct RedactingWriter<W>(W);
 impl<W: Write> Write for RedactingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        self.0.write_all(agentd_core::redact::redact(&text).as_bytes())?;
+        self.0
+            .write_all(agentd_core::redact::redact(&text).as_bytes())?;
         Ok(buf.len())
     }
 
@@ -55,7 +57,11 @@ mod tests {
     fn the_writer_masks_keys() {
         let key = agentd_core::PlainKey::generate();
         let mut writer = RedactingWriter(Vec::new());
-        let line = format!("GET /x?api_key={} Authorization: Bearer {}\n", key.reveal(), key.reveal());
+        let line = format!(
+            "GET /x?api_key={} Authorization: Bearer {}\n",
+            key.reveal(),
+            key.reveal()
+        );
         writer.write_all(line.as_bytes()).unwrap();
         let written = String::from_utf8(writer.0).unwrap();
         assert!(!written.contains(key.reveal()), "{written}");

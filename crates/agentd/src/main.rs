@@ -86,7 +86,9 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     logging::init(&config.log)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Serve => serve(config).await,
@@ -100,7 +102,9 @@ fn main() -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = config.listen_addr()?;
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
-    let started = Runtime::start(config).await.context("starting the runtime")?;
+    let started = Runtime::start(config)
+        .await
+        .context("starting the runtime")?;
     if let Some(key) = &started.first_admin_key {
         print_first_admin_key(key.reveal());
     }
@@ -109,7 +113,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding {addr}"))?;
     let state = agentd_server::AppState::new(started.runtime.clone());
     tracing::info!(%addr, backend = started.runtime.backend(), "agentd listening");
-    agentd_server::serve(listener, agentd_server::router(state), shutdown_signal(), grace).await?;
+    agentd_server::serve(
+        listener,
+        agentd_server::router(state),
+        shutdown_signal(),
+        grace,
+    )
+    .await?;
     started.runtime.store.close().await;
     tracing::info!("agentd stopped");
     Ok(())
@@ -153,13 +163,20 @@ async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
     let new = NewApiKey {
         name: KeyName::parse(&name).context("--name")?,
         scopes: ScopeSet::new(scopes),
-        expires_at: expires_in_days.map(|days| agentd_core::now() + chrono::Duration::days(i64::from(days))),
+        expires_at: expires_in_days
+            .map(|days| agentd_core::now() + chrono::Duration::days(i64::from(days))),
     };
-    let started = Runtime::start(config).await.context("opening the database")?;
+    let started = Runtime::start(config)
+        .await
+        .context("opening the database")?;
     if let Some(key) = &started.first_admin_key {
         print_first_admin_key(key.reveal());
     }
-    let (key, plain) = started.runtime.access.create_key_as_operator(&tenant, new).await?;
+    let (key, plain) = started
+        .runtime
+        .access
+        .create_key_as_operator(&tenant, new)
+        .await?;
     started.runtime.store.close().await;
     print_created_key(&key.id.to_string(), plain.reveal());
     Ok(())

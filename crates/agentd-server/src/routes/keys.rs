@@ -165,7 +165,9 @@ async fn get_key(
     State(access): State<Arc<AccessService>>,
     Path(path): Path<KeyPath>,
 ) -> Result<axum::Json<KeyView>, ApiError> {
-    let key = access.get_key(auth.principal.tenant_id, path.key_id).await?;
+    let key = access
+        .get_key(auth.principal.tenant_id, path.key_id)
+        .await?;
     Ok(axum::Json(KeyView::from(key)))
 }
 
@@ -183,6 +185,8 @@ async fn delete_key(
     State(access): State<Arc<AccessService>>,
     Path(path): Path<KeyPath>,
 ) -> Result<StatusCode, ApiError> {
-    access.delete_key(auth.principal.tenant_id, path.key_id).await?;
+    access
+        .delete_key(auth.principal.tenant_id, path.key_id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,5 +10,7 @@ pub mod system;
 
 /// Every API route, with its documentation.
 pub fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(system::router()).merge(keys::router())
+    OpenApiRouter::new()
+        .merge(system::router())
+        .merge(keys::router())
 }

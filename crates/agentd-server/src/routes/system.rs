@@ -68,13 +68,27 @@ pub struct DatabaseView {
 )]
 async fn health(State(runtime): State<Runtime>) -> impl IntoResponse {
     let database = runtime.database_health(HEALTH_TIMEOUT).await;
-    let status = if database.reachable { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if database.reachable {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let view = HealthView {
-        status: if database.reachable { "ok" } else { "unavailable" },
+        status: if database.reachable {
+            "ok"
+        } else {
+            "unavailable"
+        },
         database: DatabaseView {
             backend: database.backend,
-            status: if database.reachable { "ok" } else { "unavailable" },
-            latency_ms: database.latency.map(|latency| latency.as_secs_f64() * 1000.0),
+            status: if database.reachable {
+                "ok"
+            } else {
+                "unavailable"
+            },
+            latency_ms: database
+                .latency
+                .map(|latency| latency.as_secs_f64() * 1000.0),
             detail: database.problem,
         },
         version: env!("CARGO_PKG_VERSION"),
@@ -159,7 +173,10 @@ impl From<&Config> for ConfigView {
     security(("bearer" = ["config:read"])),
     responses((status = 200, body = ConfigView))
 )]
-async fn config(_auth: Auth<scopes::ConfigRead>, State(config): State<Arc<Config>>) -> Json<ConfigView> {
+async fn config(
+    _auth: Auth<scopes::ConfigRead>,
+    State(config): State<Arc<Config>>,
+) -> Json<ConfigView> {
     Json(ConfigView::from(config.as_ref()))
 }
 
@@ -171,9 +188,15 @@ async fn config(_auth: Auth<scopes::ConfigRead>, State(config): State<Arc<Config
     security(("bearer" = ["metrics:read"])),
     responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"))
 )]
-async fn prometheus(_auth: Auth<scopes::MetricsRead>, State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+async fn prometheus(
+    _auth: Auth<scopes::MetricsRead>,
+    State(metrics): State<Arc<Metrics>>,
+) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         metrics.render(),
     )
 }

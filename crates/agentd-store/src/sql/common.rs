@@ -107,7 +107,11 @@ impl TenantStore for SqlStore {
         row.as_ref().map(tenant_from_row).transpose()
     }
 
-    async fn create_tenant_with_key(&self, tenant: &Tenant, key: &ApiKey) -> Result<bool, StoreError> {
+    async fn create_tenant_with_key(
+        &self,
+        tenant: &Tenant,
+        key: &ApiKey,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO tenants (id, slug, name, created_at) VALUES ($1, $2, $3, $4) \
@@ -176,11 +180,19 @@ impl KeyStore for SqlStore {
 
     async fn find_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
         let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE hash = $1");
-        let row = sqlx::query(&sql).bind(hash).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(key_from_row).transpose()
     }
 
-    async fn touch_key(&self, tenant: TenantId, id: KeyId, at: Timestamp) -> Result<(), StoreError> {
+    async fn touch_key(
+        &self,
+        tenant: TenantId,
+        id: KeyId,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE api_keys SET last_used_at = $3 WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.to_string())
             .bind(id.to_string())

@@ -20,7 +20,11 @@ fn time_from_millis(table: &'static str, millis: i64) -> Result<Timestamp, Store
 }
 
 /// Parses a stored id or other `FromStr` column.
-fn parse_column<T: std::str::FromStr>(table: &'static str, column: &str, raw: &str) -> Result<T, StoreError>
+fn parse_column<T: std::str::FromStr>(
+    table: &'static str,
+    column: &str,
+    raw: &str,
+) -> Result<T, StoreError>
 where
     T::Err: std::fmt::Display,
 {

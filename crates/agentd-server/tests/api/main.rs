@@ -1,0 +1,35 @@
+//! Black-box API tests: a real server on a random port over a fresh database, on SQLite and
+//! PostgreSQL, driven over HTTP.
+
+mod errors;
+mod keys;
+mod routes;
+mod system;
+
+use reqwest::Response;
+use serde_json::Value;
+
+/// Asserts a problem+json answer with `status` and `code`, and returns its body.
+pub async fn assert_problem(response: Response, status: u16, code: &str) -> Value {
+    let actual = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap_or_default().to_owned())
+        .unwrap_or_default();
+    let text = response.text().await.expect("a body");
+    assert_eq!(actual, status, "status for body {text}");
+    assert_eq!(
+        content_type, "application/problem+json",
+        "content type for body {text}"
+    );
+    let body: Value = serde_json::from_str(&text).expect("a JSON problem");
+    assert_eq!(body["code"], code, "code in {body}");
+    assert_eq!(body["status"], status, "status member in {body}");
+    assert_eq!(body["type"], format!("urn:agentd:problem:{code}"));
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    body
+}

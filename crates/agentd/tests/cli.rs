@@ -1,0 +1,500 @@
+//! The compiled `agentd` binary, driven the way an operator drives it: `serve` (health, the first
+//! admin key printed once and never logged, graceful shutdown on SIGINT, keys surviving a restart),
+//! `config` (precedence and masking) and `keys create`.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_agentd");
+const KEY_PREFIX: &str = "agentd_";
+const KEY_SECRET_CHARS: usize = 40;
+
+/// A command for the binary with no `AGENTD_*` variable inherited from the host and `RUST_LOG=info`.
+fn agentd() -> Command {
+    let mut command = Command::new(BIN);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("AGENTD_") {
+            command.env_remove(&name);
+        }
+    }
+    command.env("RUST_LOG", "info");
+    command
+}
+
+/// A loopback address nobody listens on (at the moment of asking).
+fn free_addr() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+    let addr = listener.local_addr().expect("a local address");
+    drop(listener);
+    addr.to_string()
+}
+
+/// Every `agentd_` + 40 ASCII alphanumerics token in `text`.
+fn find_keys(text: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    for (start, _) in text.match_indices(KEY_PREFIX) {
+        let preceded_by_word = text[..start]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        let secret: String = text[start + KEY_PREFIX.len()..]
+            .chars()
+            .take_while(char::is_ascii_alphanumeric)
+            .collect();
+        if !preceded_by_word && secret.len() == KEY_SECRET_CHARS {
+            keys.push(format!("{KEY_PREFIX}{secret}"));
+        }
+    }
+    keys
+}
+
+/// Copies a pipe into a shared buffer until end of file.
+fn capture(mut pipe: impl Read + Send + 'static) -> (Arc<Mutex<Vec<u8>>>, JoinHandle<()>) {
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&buffer);
+    let reader = std::thread::spawn(move || {
+        let mut chunk = [0_u8; 4096];
+        loop {
+            match pipe.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sink
+                    .lock()
+                    .expect("the buffer lock")
+                    .extend_from_slice(&chunk[..n]),
+            }
+        }
+    });
+    (buffer, reader)
+}
+
+fn text_of(buffer: &Mutex<Vec<u8>>) -> String {
+    String::from_utf8_lossy(&buffer.lock().expect("the buffer lock")).into_owned()
+}
+
+/// What a stopped server left behind.
+struct Stopped {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// `agentd serve` running as a child process; killed on drop if still alive.
+struct Server {
+    child: Child,
+    base_url: String,
+    spawned_at: Instant,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    fn spawn(data_dir: &Path, addr: &str) -> Self {
+        let mut child = agentd()
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", addr])
+            .current_dir(data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning agentd serve");
+        let spawned_at = Instant::now();
+        let (stdout, out_reader) = capture(child.stdout.take().expect("piped stdout"));
+        let (stderr, err_reader) = capture(child.stderr.take().expect("piped stderr"));
+        Self {
+            child,
+            base_url: format!("http://{addr}"),
+            spawned_at,
+            stdout,
+            stderr,
+            readers: vec![out_reader, err_reader],
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    fn stdout(&self) -> String {
+        text_of(&self.stdout)
+    }
+
+    fn stderr(&self) -> String {
+        text_of(&self.stderr)
+    }
+
+    /// Polls `GET /health` until it answers 200; returns how long after spawning that was. Panics
+    /// (with the server's output) if the process exits or 10 seconds pass first.
+    async fn wait_healthy(&mut self, client: &reqwest::Client) -> Duration {
+        let deadline = self.spawned_at + Duration::from_secs(10);
+        loop {
+            let response = client
+                .get(self.url("/health"))
+                .timeout(Duration::from_millis(500))
+                .send()
+                .await;
+            if let Ok(response) = response {
+                if response.status() == 200 {
+                    return self.spawned_at.elapsed();
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "agentd serve exited with {status} before becoming healthy\nstdout:\n{}\nstderr:\n{}",
+                    self.stdout(),
+                    self.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agentd serve not healthy after 10 s\nstdout:\n{}\nstderr:\n{}",
+                self.stdout(),
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends SIGINT, waits up to 10 seconds for the process to exit and returns its status and output.
+    fn stop(&mut self) -> Stopped {
+        let pid = self.child.id();
+        let signalled = Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status()
+            .expect("running kill");
+        assert!(signalled.success(), "kill -INT {pid} failed: {signalled}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for agentd") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "agentd serve did not exit within 10 s of SIGINT\nstdout:\n{}\nstderr:\n{}",
+                    self.stdout(),
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        Stopped {
+            status,
+            stdout: self.stdout(),
+            stderr: self.stderr(),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn output_text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_answers_health_quickly_prints_the_admin_key_once_and_shuts_down_gracefully() {
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let addr = free_addr();
+    let client = reqwest::Client::new();
+
+    // First start: a fresh data directory, so an admin key is made and printed.
+    let mut server = Server::spawn(data.path(), &addr);
+    let healthy_after = server.wait_healthy(&client).await;
+    assert!(
+        healthy_after <= Duration::from_secs(2),
+        "/health took {healthy_after:?} to answer 200"
+    );
+    let printed = find_keys(&server.stdout());
+    assert_eq!(
+        printed.len(),
+        1,
+        "one admin key on stdout:\n{}",
+        server.stdout()
+    );
+    let key = printed[0].clone();
+
+    let listed = client
+        .get(server.url("/keys"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("GET /keys");
+    assert_eq!(listed.status(), 200, "GET /keys with the printed admin key");
+
+    // Put the key where a careless log would copy it: the query string and the path.
+    for path in [format!("/keys?api_key={key}"), format!("/nope/{key}")] {
+        let response = client
+            .get(server.url(&path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert!(
+            !response.status().is_server_error(),
+            "GET {path}: {}",
+            response.status()
+        );
+    }
+
+    let first = server.stop();
+    assert!(
+        first.status.success(),
+        "exit after SIGINT: {}\nstderr:\n{}",
+        first.status,
+        first.stderr
+    );
+    assert!(
+        !first.stderr.contains(&key),
+        "the log holds the admin key:\n{}",
+        first.stderr
+    );
+    assert!(
+        find_keys(&first.stderr).is_empty(),
+        "the log holds a key:\n{}",
+        first.stderr
+    );
+    assert!(
+        first.stderr.contains("[REDACTED]"),
+        "the request for /nope/<key> should be logged with the key masked:\n{}",
+        first.stderr
+    );
+    assert_eq!(
+        first.stdout.matches(&key).count(),
+        1,
+        "the admin key is printed exactly once:\n{}",
+        first.stdout
+    );
+    drop(server);
+
+    // Second start on the same data directory and port: the old key still works, no new one is printed.
+    let mut server = Server::spawn(data.path(), &addr);
+    server.wait_healthy(&client).await;
+    let listed = client
+        .get(server.url("/keys"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("GET /keys after restart");
+    assert_eq!(listed.status(), 200, "the admin key survives a restart");
+    let second = server.stop();
+    assert!(
+        second.status.success(),
+        "exit after SIGINT: {}\nstderr:\n{}",
+        second.status,
+        second.stderr
+    );
+    assert!(
+        !second.stdout.contains(KEY_PREFIX),
+        "a restart prints no key:\n{}",
+        second.stdout
+    );
+    assert!(
+        !second.stderr.contains(&key),
+        "the log holds the admin key:\n{}",
+        second.stderr
+    );
+}
+
+#[test]
+fn config_command_prints_effective_config_with_secrets_masked() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let run = |args: &[&str], env: &[(&str, &str)]| -> String {
+        let mut command = agentd();
+        command.arg("config").args(args).current_dir(dir.path());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let output = command.output().expect("running agentd config");
+        let (stdout, stderr) = output_text(&output);
+        assert!(
+            output.status.success(),
+            "agentd config {args:?} {env:?}: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            output.status
+        );
+        stdout
+    };
+
+    let shown = run(
+        &[
+            "--database-url",
+            "postgres://agentd:hunter2@db:5432/agentd",
+            "--listen",
+            "127.0.0.1:9999",
+        ],
+        &[("AGENTD_LOG__FORMAT", "json")],
+    );
+    assert!(
+        shown.contains("127.0.0.1:9999"),
+        "the --listen flag:\n{shown}"
+    );
+    assert!(
+        shown.contains("format = \"json\""),
+        "AGENTD_LOG__FORMAT sets log.format:\n{shown}"
+    );
+    assert!(
+        !shown.contains("hunter2"),
+        "the database password is masked:\n{shown}"
+    );
+    assert!(
+        shown.contains("postgres://agentd:") && shown.contains("@db:5432/agentd"),
+        "the rest of the database URL is shown:\n{shown}"
+    );
+
+    std::fs::write(
+        dir.path().join("agentd.toml"),
+        "listen = \"127.0.0.1:1234\"\nmax_body_bytes = 4096\n",
+    )
+    .expect("writing agentd.toml");
+
+    let shown = run(&[], &[]);
+    assert!(
+        shown.contains("127.0.0.1:1234"),
+        "listen from agentd.toml:\n{shown}"
+    );
+    assert!(
+        shown.contains("4096"),
+        "max_body_bytes from agentd.toml:\n{shown}"
+    );
+
+    let shown = run(&[], &[("AGENTD_LISTEN", "127.0.0.1:5678")]);
+    assert!(
+        shown.contains("127.0.0.1:5678"),
+        "the environment beats the file:\n{shown}"
+    );
+    assert!(
+        !shown.contains("127.0.0.1:1234"),
+        "the environment beats the file:\n{shown}"
+    );
+    assert!(shown.contains("4096"), "the file still applies:\n{shown}");
+
+    let shown = run(
+        &["--listen", "127.0.0.1:4321"],
+        &[("AGENTD_LISTEN", "127.0.0.1:5678")],
+    );
+    assert!(
+        shown.contains("127.0.0.1:4321"),
+        "the flag beats the environment:\n{shown}"
+    );
+    assert!(
+        !shown.contains("5678") && !shown.contains("1234"),
+        "the flag beats the environment and the file:\n{shown}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_create_command_makes_a_working_key() {
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let addr = free_addr();
+    let client = reqwest::Client::new();
+    let mut server = Server::spawn(data.path(), &addr);
+    server.wait_healthy(&client).await;
+
+    let data_dir = data.path().to_path_buf();
+    let keys_create = move |scopes: &str| -> Output {
+        agentd()
+            .args(["keys", "create", "--data-dir"])
+            .arg(&data_dir)
+            .args(["--scopes", scopes, "--name", "ci"])
+            .current_dir(&data_dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running agentd keys create")
+    };
+
+    let output = tokio::task::spawn_blocking({
+        let keys_create = keys_create.clone();
+        move || keys_create("keys:read")
+    })
+    .await
+    .expect("the blocking task");
+    let (stdout, stderr) = output_text(&output);
+    assert!(
+        output.status.success(),
+        "agentd keys create: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    let key = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("key:"))
+        .map(|rest| rest.trim().to_owned())
+        .unwrap_or_else(|| panic!("no `key:` line in:\n{stdout}"));
+    assert_eq!(
+        find_keys(&key),
+        vec![key.clone()],
+        "a well-formed key: {key}"
+    );
+    assert!(
+        !stderr.contains(&key),
+        "the log holds the new key:\n{stderr}"
+    );
+
+    let listed = client
+        .get(server.url("/keys"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("GET /keys");
+    assert_eq!(listed.status(), 200, "keys:read lets the key list keys");
+
+    let refused = client
+        .post(server.url("/keys"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"name": "x", "scopes": ["keys:read"]}))
+        .send()
+        .await
+        .expect("POST /keys");
+    assert_eq!(
+        refused.status(),
+        403,
+        "keys:read does not allow creating keys"
+    );
+    let body: serde_json::Value = refused.json().await.expect("a JSON problem body");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("keys:write"),
+        "the detail names the missing scope: {body}"
+    );
+
+    let output = tokio::task::spawn_blocking(move || keys_create("not a scope"))
+        .await
+        .expect("the blocking task");
+    let (stdout, stderr) = output_text(&output);
+    assert!(
+        !output.status.success(),
+        "an invalid scope must fail\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        find_keys(&stdout).is_empty(),
+        "no key is printed on failure:\n{stdout}"
+    );
+
+    let stopped = server.stop();
+    assert!(
+        stopped.status.success(),
+        "exit after SIGINT: {}\nstderr:\n{}",
+        stopped.status,
+        stopped.stderr
+    );
+}
