@@ -28,6 +28,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// The request conflicts with the current state of the resource.
     Conflict,
+    /// An `If-Match` precondition (a version) no longer holds.
+    PreconditionFailed,
     /// A dependency (the database) is unavailable.
     Unavailable,
     /// Something failed inside the server; details are in the log, never in the response.
@@ -36,7 +38,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         Self::InvalidJson,
         Self::UnsupportedMediaType,
         Self::InvalidField,
@@ -48,6 +50,7 @@ impl ErrorCode {
         Self::RouteNotFound,
         Self::MethodNotAllowed,
         Self::Conflict,
+        Self::PreconditionFailed,
         Self::Unavailable,
         Self::Internal,
     ];
@@ -66,6 +69,7 @@ impl ErrorCode {
             Self::RouteNotFound => "route_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict => "conflict",
+            Self::PreconditionFailed => "precondition_failed",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }

@@ -59,6 +59,15 @@ uuid_id!(
     KeyId
 );
 
+uuid_id!(
+    /// Identifies an agent.
+    AgentId
+);
+uuid_id!(
+    /// Identifies one entry of an agent's event log.
+    EventId
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

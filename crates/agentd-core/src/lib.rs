@@ -3,6 +3,7 @@
 //! Ids are UUIDv7 newtypes ([`ids`]), permissions are AgentOS-form scopes ([`scope`]), failures carry a
 //! stable [`ErrorCode`](error::ErrorCode), and [`redact`] keeps secrets out of every log line.
 
+pub mod agent;
 pub mod error;
 pub mod ids;
 pub mod key;
@@ -11,7 +12,7 @@ pub mod scope;
 pub mod tenant;
 
 pub use error::ErrorCode;
-pub use ids::{KeyId, TenantId};
+pub use ids::{AgentId, EventId, KeyId, TenantId};
 pub use key::{ApiKey, KeyName, NewApiKey, PlainKey};
 pub use scope::{Scope, ScopeSet};
 pub use tenant::{Tenant, TenantSlug};

@@ -1,6 +1,7 @@
 //! The services' error type. Each variant maps to one stable [`ErrorCode`]; the faces turn it into
 //! their wire shape and never decide the code themselves.
 
+use agentd_core::agent::AgentStatus;
 use agentd_core::{ErrorCode, Scope};
 use agentd_store::StoreError;
 
@@ -21,6 +22,14 @@ pub enum Error {
     Invalid { field: String, message: String },
     #[error("{0}")]
     Conflict(String),
+    #[error("cannot {action} an agent that is {current}; {allowed}")]
+    IllegalTransition {
+        action: String,
+        current: AgentStatus,
+        allowed: String,
+    },
+    #[error("the agent is at version {current}, not the version in If-Match")]
+    PreconditionFailed { current: String },
     #[error("configuration: {0}")]
     Config(String),
     #[error("the database is unavailable")]
@@ -46,7 +55,8 @@ impl Error {
             Self::MissingScope(_) | Self::Escalation { .. } => ErrorCode::MissingScope,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Invalid { .. } => ErrorCode::InvalidField,
-            Self::Conflict(_) => ErrorCode::Conflict,
+            Self::Conflict(_) | Self::IllegalTransition { .. } => ErrorCode::Conflict,
+            Self::PreconditionFailed { .. } => ErrorCode::PreconditionFailed,
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Config(_) | Self::Store(_) => ErrorCode::Internal,
         }
@@ -61,6 +71,33 @@ impl Error {
     }
 }
 
+impl Error {
+    /// A lifecycle action tried from a status it does not start from.
+    pub fn action_not_allowed(
+        action: impl Into<String>,
+        current: AgentStatus,
+        allowed_from: &[AgentStatus],
+    ) -> Self {
+        Self::IllegalTransition {
+            action: action.into(),
+            current,
+            allowed: format!("it is allowed from: {}", list(allowed_from)),
+        }
+    }
+
+    /// A status change the state machine does not have.
+    pub fn status_not_allowed(target: AgentStatus, current: AgentStatus) -> Self {
+        Self::IllegalTransition {
+            action: format!("set status `{target}` on"),
+            current,
+            allowed: format!(
+                "from {current} the allowed statuses are: {}",
+                list(current.allowed_targets())
+            ),
+        }
+    }
+}
+
 impl From<StoreError> for Error {
     fn from(error: StoreError) -> Self {
         match error {
@@ -69,4 +106,15 @@ impl From<StoreError> for Error {
             error => Self::Store(error),
         }
     }
+}
+
+fn list(statuses: &[AgentStatus]) -> String {
+    if statuses.is_empty() {
+        return "none".to_owned();
+    }
+    statuses
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -10,11 +10,14 @@ pub mod access;
 pub mod config;
 pub mod error;
 pub mod page;
+pub mod registry;
 
 pub use access::{AccessService, Principal};
+pub use agentd_store::AgentFilter;
 pub use config::Config;
 pub use error::Error;
 pub use page::{Page, PageRequest};
+pub use registry::{RegistryService, SpecPatch};
 
 /// The running services of one agentd node.
 #[derive(Clone)]
@@ -22,6 +25,7 @@ pub struct Runtime {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub access: Arc<AccessService>,
+    pub registry: Arc<RegistryService>,
     /// When this node started, for `/health` and `/info`.
     pub started_at: agentd_core::Timestamp,
 }
@@ -45,6 +49,7 @@ impl Runtime {
         let first_admin_key = access.bootstrap_default_tenant().await?;
         let runtime = Self {
             config: Arc::new(config),
+            registry: Arc::new(RegistryService::new(store.clone())),
             store,
             access,
             started_at: agentd_core::now(),

@@ -49,6 +49,12 @@ pub mod scopes {
         KeysWrite = "keys:write";
         /// Delete API keys.
         KeysDelete = "keys:delete";
+        /// List and read agents, their versions and events.
+        AgentsRead = "agents:read";
+        /// Create agents, change their spec and drive their lifecycle.
+        AgentsWrite = "agents:write";
+        /// Terminate agents.
+        AgentsDelete = "agents:delete";
     }
 }
 

@@ -134,21 +134,21 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Path(value)),
             Err(PathRejection::FailedToDeserializePathParams(error)) => {
-                let names = param_names(parts, state).await;
+                let params = raw_params(parts, state).await;
+                let message = error.body_text();
                 let field = match error.kind() {
                     ErrorKind::ParseErrorAtKey { key, .. }
                     | ErrorKind::DeserializeError { key, .. } => key.clone(),
-                    ErrorKind::ParseErrorAtIndex { index, .. } => names
+                    ErrorKind::ParseErrorAtIndex { index, .. } => params
                         .get(*index)
-                        .cloned()
+                        .map(|(name, _)| name.clone())
                         .unwrap_or_else(|| "path".to_owned()),
-                    _ if names.len() == 1 => names[0].clone(),
-                    _ => "path".to_owned(),
+                    _ => guess_param(&params, &message),
                 };
                 Err(ApiError::field(
                     ErrorCode::InvalidField,
                     field.clone(),
-                    format!("path parameter `{field}` is invalid: {}", error.body_text()),
+                    format!("path parameter `{field}` is invalid: {message}"),
                 ))
             }
             Err(other) => Err(ApiError::new(ErrorCode::Internal, other.body_text())),
@@ -156,9 +156,32 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     }
 }
 
-async fn param_names<S: Send + Sync>(parts: &mut Parts, state: &S) -> Vec<String> {
+async fn raw_params<S: Send + Sync>(parts: &mut Parts, state: &S) -> Vec<(String, String)> {
     match axum::extract::RawPathParams::from_request_parts(parts, state).await {
-        Ok(params) => params.iter().map(|(name, _)| name.to_owned()).collect(),
+        Ok(params) => params
+            .iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect(),
         Err(_) => Vec::new(),
+    }
+}
+
+/// Which parameter a deserializer's message is about, when axum does not say: the one whose value
+/// the message quotes, else the id that is not a UUID, else the only one.
+fn guess_param(params: &[(String, String)], message: &str) -> String {
+    let quoted = params
+        .iter()
+        .find(|(_, value)| !value.is_empty() && message.contains(&format!("`{value}`")));
+    let bad_uuid = || {
+        params.iter().find(|(name, value)| {
+            message.contains("UUID")
+                && name.ends_with("id")
+                && uuid::Uuid::parse_str(value).is_err()
+        })
+    };
+    match (quoted.or_else(bad_uuid), params) {
+        (Some((name, _)), _) => name.clone(),
+        (None, [(name, _)]) => name.clone(),
+        (None, _) => "path".to_owned(),
     }
 }

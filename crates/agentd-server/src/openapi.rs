@@ -25,6 +25,7 @@ pub const BEARER: &str = "bearer";
     tags(
         (name = "system", description = "Health, information, configuration and metrics"),
         (name = "keys", description = "API keys of the caller's tenant"),
+        (name = "agents", description = "The agent registry: specs, versions, lifecycle and events"),
     )
 )]
 pub struct ApiDoc;

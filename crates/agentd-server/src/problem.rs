@@ -26,6 +26,7 @@ pub fn status_and_title(code: ErrorCode) -> (StatusCode, &'static str) {
         ErrorCode::RouteNotFound => (StatusCode::NOT_FOUND, "No such route"),
         ErrorCode::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
         ErrorCode::Conflict => (StatusCode::CONFLICT, "Conflict"),
+        ErrorCode::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "Precondition failed"),
         ErrorCode::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "Service unavailable"),
         ErrorCode::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"),
     }
@@ -43,6 +44,8 @@ pub fn code_for_status(status: StatusCode) -> ErrorCode {
         StatusCode::UNAUTHORIZED => ErrorCode::MissingCredentials,
         StatusCode::FORBIDDEN => ErrorCode::MissingScope,
         StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
+        StatusCode::CONFLICT => ErrorCode::Conflict,
+        StatusCode::PRECONDITION_FAILED => ErrorCode::PreconditionFailed,
         _ => ErrorCode::Internal,
     }
 }

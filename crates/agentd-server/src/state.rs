@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use agentd_runtime::{AccessService, Config, Runtime};
+use agentd_runtime::{AccessService, Config, RegistryService, Runtime};
 use axum::extract::FromRef;
 
 use crate::metrics::Metrics;
@@ -12,6 +12,7 @@ use crate::metrics::Metrics;
 pub struct AppState {
     pub runtime: Runtime,
     pub access: Arc<AccessService>,
+    pub registry: Arc<RegistryService>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
 }
@@ -21,6 +22,7 @@ impl AppState {
     pub fn new(runtime: Runtime) -> Self {
         Self {
             access: runtime.access.clone(),
+            registry: runtime.registry.clone(),
             config: runtime.config.clone(),
             metrics: Arc::new(Metrics::default()),
             runtime,

@@ -7,7 +7,8 @@
 
 use std::sync::Arc;
 
-use agentd_core::{ApiKey, KeyId, Tenant, TenantId, TenantSlug, Timestamp};
+use agentd_core::agent::{Agent, AgentEvent, AgentHealth, AgentStatus, AgentVersion};
+use agentd_core::{AgentId, ApiKey, EventId, KeyId, Tenant, TenantId, TenantSlug, Timestamp};
 use async_trait::async_trait;
 
 pub mod sql;
@@ -73,7 +74,7 @@ impl From<sqlx::Error> for StoreError {
 
 /// The whole store: every entity's trait plus connection-level operations.
 #[async_trait]
-pub trait Store: TenantStore + KeyStore + Send + Sync + 'static {
+pub trait Store: TenantStore + KeyStore + AgentStore + Send + Sync + 'static {
     /// Which database this is.
     fn backend(&self) -> Backend;
     /// A cheap round trip proving the database answers.
@@ -121,6 +122,78 @@ pub trait KeyStore {
     /// Records that a key of the tenant was used at `at`.
     async fn touch_key(&self, tenant: TenantId, id: KeyId, at: Timestamp)
         -> Result<(), StoreError>;
+}
+
+/// Which agents a list returns. Unset fields do not filter; terminated agents are left out unless
+/// `status` asks for them.
+#[derive(Clone, Debug, Default)]
+pub struct AgentFilter {
+    pub status: Option<AgentStatus>,
+    pub health: Option<AgentHealth>,
+    pub tag: Option<String>,
+    pub team_id: Option<String>,
+    pub owner: Option<String>,
+    pub name_prefix: Option<String>,
+}
+
+/// What a compare-and-set update found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Update {
+    /// The change was written.
+    Applied,
+    /// The agent exists but not in the expected state (holds the current version or status).
+    Stale(String),
+    /// The tenant has no such agent.
+    Missing,
+}
+
+/// Agents, their spec versions and their event logs. Writes that change an agent append their events
+/// in the same transaction, so the log never misses a change and never records one that did not happen.
+#[async_trait]
+pub trait AgentStore {
+    /// Inserts a new agent (its version 1 and tags) with its first events.
+    async fn create_agent(&self, agent: &Agent, events: &[AgentEvent]) -> Result<(), StoreError>;
+    /// One agent of the tenant.
+    async fn get_agent(&self, tenant: TenantId, id: AgentId) -> Result<Option<Agent>, StoreError>;
+    /// Up to `limit` agents of the tenant matching `filter`, with ids after `after`, oldest first.
+    async fn list_agents(
+        &self,
+        tenant: TenantId,
+        filter: &AgentFilter,
+        after: Option<AgentId>,
+        limit: u32,
+    ) -> Result<Vec<Agent>, StoreError>;
+    /// Replaces the spec of `agent` (whose `version` is the new one) if the stored version is still
+    /// `expected_version`; stores the new version and `event`.
+    async fn update_agent_spec(
+        &self,
+        agent: &Agent,
+        expected_version: u32,
+        event: &AgentEvent,
+    ) -> Result<Update, StoreError>;
+    /// Moves the agent from status `from` to `to` if it is still in `from`, appending `events`.
+    async fn transition_agent(
+        &self,
+        tenant: TenantId,
+        id: AgentId,
+        from: AgentStatus,
+        to: AgentStatus,
+        events: &[AgentEvent],
+    ) -> Result<Update, StoreError>;
+    /// Every spec version of the agent, oldest first.
+    async fn list_agent_versions(
+        &self,
+        tenant: TenantId,
+        id: AgentId,
+    ) -> Result<Vec<AgentVersion>, StoreError>;
+    /// Up to `limit` events of the agent after `after`, oldest first.
+    async fn list_agent_events(
+        &self,
+        tenant: TenantId,
+        id: AgentId,
+        after: Option<EventId>,
+        limit: u32,
+    ) -> Result<Vec<AgentEvent>, StoreError>;
 }
 
 /// Opens the database named by `url` (`sqlite:<path>` or `postgres://…`), creating a SQLite file if

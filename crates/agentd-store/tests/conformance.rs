@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use agentd_core::agent::{Agent, AgentEvent, AgentEventKind, AgentHealth, AgentSpec, AgentStatus};
 use agentd_core::{ApiKey, KeyId, KeyName, NewApiKey, Scope, ScopeSet, Tenant, TenantSlug};
-use agentd_store::{Store, StoreError};
+use agentd_store::{AgentFilter, Store, StoreError, Update};
 use agentd_testkit::{backend_tests, TestDb};
 
 async fn open(db: &TestDb) -> Arc<dyn Store> {
@@ -167,7 +168,189 @@ async fn reopening_keeps_data_and_migrations_are_idempotent(db: TestDb) {
     assert_eq!(reopened.find_key_by_hash(&k.hash).await.unwrap(), Some(k));
 }
 
+fn agent(tenant: &Tenant, name: &str, tags: &[&str]) -> Agent {
+    let mut spec: AgentSpec =
+        serde_json::from_value(serde_json::json!({"name": name, "kind": "local"})).unwrap();
+    spec.tags = tags.iter().map(|t| t.to_string()).collect();
+    let now = agentd_core::now();
+    Agent {
+        id: agentd_core::AgentId::new(),
+        tenant_id: tenant.id,
+        version: 1,
+        spec,
+        status: AgentStatus::Idle,
+        health: AgentHealth::Unknown,
+        created_at: now,
+        updated_at: now,
+        last_heartbeat_at: None,
+    }
+}
+
+async fn agents_keep_versions_events_and_tenants(db: TestDb) {
+    let store = open(&db).await;
+    let (a, b) = (tenant("agents-a"), tenant("agents-b"));
+    store.create_tenant(&a).await.unwrap();
+    store.create_tenant(&b).await.unwrap();
+    let first = agent(&a, "first", &["blue", "red"]);
+    let created = AgentEvent::new(&first, AgentEventKind::Created, "create", "k");
+    store
+        .create_agent(&first, std::slice::from_ref(&created))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_agent(a.id, first.id).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(store.get_agent(b.id, first.id).await.unwrap(), None);
+
+    // A spec update is compare-and-set on the version.
+    let mut second = first.clone();
+    second.version = 2;
+    second.spec.tags = vec!["green".to_owned()];
+    let updated = AgentEvent::new(&second, AgentEventKind::ConfigUpdated, "update", "k");
+    assert_eq!(
+        store.update_agent_spec(&second, 1, &updated).await.unwrap(),
+        Update::Applied
+    );
+    assert_eq!(
+        store.update_agent_spec(&second, 1, &updated).await.unwrap(),
+        Update::Stale("2".to_owned())
+    );
+    let mut foreign = second.clone();
+    foreign.tenant_id = b.id;
+    assert_eq!(
+        store
+            .update_agent_spec(&foreign, 2, &updated)
+            .await
+            .unwrap(),
+        Update::Missing
+    );
+    let versions = store.list_agent_versions(a.id, first.id).await.unwrap();
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert!(store
+        .list_agent_versions(b.id, first.id)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Tags follow the current version.
+    let by_tag = |tag: &str| AgentFilter {
+        tag: Some(tag.to_owned()),
+        ..AgentFilter::default()
+    };
+    assert!(store
+        .list_agents(a.id, &by_tag("blue"), None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .list_agents(a.id, &by_tag("green"), None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store
+        .list_agents(b.id, &by_tag("green"), None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A status change is compare-and-set on the status, with its events in the same transaction.
+    let paused = AgentEvent::new(&second, AgentEventKind::StatusChanged, "pause", "k")
+        .transition(AgentStatus::Idle, AgentStatus::Paused);
+    let moved = store
+        .transition_agent(
+            a.id,
+            first.id,
+            AgentStatus::Idle,
+            AgentStatus::Paused,
+            std::slice::from_ref(&paused),
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved, Update::Applied);
+    let again = store
+        .transition_agent(
+            a.id,
+            first.id,
+            AgentStatus::Idle,
+            AgentStatus::Paused,
+            std::slice::from_ref(&paused),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, Update::Stale("paused".to_owned()));
+    let missing = store
+        .transition_agent(b.id, first.id, AgentStatus::Paused, AgentStatus::Idle, &[])
+        .await
+        .unwrap();
+    assert_eq!(missing, Update::Missing);
+    let paused_filter = AgentFilter {
+        status: Some(AgentStatus::Paused),
+        ..AgentFilter::default()
+    };
+    assert_eq!(
+        store
+            .list_agents(a.id, &paused_filter, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let events = store
+        .list_agent_events(a.id, first.id, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(events, vec![created.clone(), updated, paused]);
+    let after_first = store
+        .list_agent_events(a.id, first.id, Some(created.id), 1)
+        .await
+        .unwrap();
+    assert_eq!(after_first.len(), 1);
+    assert!(store
+        .list_agent_events(b.id, first.id, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Terminated agents are listed only when asked for.
+    store
+        .transition_agent(
+            a.id,
+            first.id,
+            AgentStatus::Paused,
+            AgentStatus::Terminated,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .list_agents(a.id, &AgentFilter::default(), None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let terminated = AgentFilter {
+        status: Some(AgentStatus::Terminated),
+        ..AgentFilter::default()
+    };
+    assert_eq!(
+        store
+            .list_agents(a.id, &terminated, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
 backend_tests!(
+    agents_keep_versions_events_and_tenants,
     tenants_are_created_found_and_unique_by_slug,
     first_tenant_and_key_are_created_once,
     keys_round_trip_and_stay_in_their_tenant,

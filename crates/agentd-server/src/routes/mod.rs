@@ -5,6 +5,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::state::AppState;
 
+pub mod agents;
 pub mod keys;
 pub mod system;
 
@@ -13,4 +14,5 @@ pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(system::router())
         .merge(keys::router())
+        .merge(agents::router())
 }

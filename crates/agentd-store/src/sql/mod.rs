@@ -45,3 +45,20 @@ fn scopes_from_json(raw: &str) -> Result<ScopeSet, StoreError> {
         reason: format!("scopes: {e}"),
     })
 }
+
+/// A value stored as JSON text.
+fn to_json_text<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
+}
+
+/// A JSON text column → value.
+fn json_column<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    column: &str,
+    raw: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt {
+        table,
+        reason: format!("{column}: {e}"),
+    })
+}

@@ -1,0 +1,695 @@
+//! `/agents`: the registry face, on both backends.
+
+use std::collections::HashSet;
+
+use agentd_testkit::{backend_tests, spawn_app, TestApp, TestDb};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::assert_problem;
+
+const STATUSES: [&str; 7] = [
+    "initializing",
+    "idle",
+    "busy",
+    "paused",
+    "stopped",
+    "terminated",
+    "error",
+];
+
+/// The lifecycle actions and the statuses each may start from, written out independently of the code.
+const ACTIONS: [(&str, &[&str]); 5] = [
+    ("spawn", &["stopped", "error"]),
+    ("pause", &["idle", "busy"]),
+    ("resume", &["paused"]),
+    ("restart", &["idle", "busy", "paused", "stopped", "error"]),
+    (
+        "terminate",
+        &["initializing", "idle", "busy", "paused", "stopped", "error"],
+    ),
+];
+
+/// `PUT /status`: from each status, the statuses it may move to.
+const STATUS_MOVES: [(&str, &[&str]); 7] = [
+    ("initializing", &["idle", "stopped", "error", "terminated"]),
+    (
+        "idle",
+        &["busy", "paused", "stopped", "error", "terminated"],
+    ),
+    (
+        "busy",
+        &["idle", "paused", "stopped", "error", "terminated"],
+    ),
+    ("paused", &["idle", "stopped", "error", "terminated"]),
+    ("stopped", &["initializing", "terminated"]),
+    ("error", &["initializing", "stopped", "terminated"]),
+    ("terminated", &[]),
+];
+
+async fn create(app: &TestApp, body: Value) -> Value {
+    let response = app.post_json("/agents", &body).send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, 201, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+async fn post(app: &TestApp, path: &str) -> reqwest::Response {
+    app.request(Method::POST, path, &app.admin_key)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn put_status(app: &TestApp, id: &str, status: &str) -> reqwest::Response {
+    app.request(Method::PUT, &format!("/agents/{id}/status"), &app.admin_key)
+        .json(&json!({"status": status}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// An agent in `status`, reached through the API.
+async fn agent_in(app: &TestApp, status: &str) -> String {
+    let body = if status == "initializing" {
+        json!({"name": "remote", "kind": "remote", "agent_url": "http://127.0.0.1:9"})
+    } else {
+        json!({"name": "local"})
+    };
+    let id = create(app, body).await["id"].as_str().unwrap().to_owned();
+    let step = match status {
+        "initializing" | "idle" => None,
+        "paused" => Some(post(app, &format!("/agents/{id}/pause")).await),
+        "terminated" => Some(post(app, &format!("/agents/{id}/terminate")).await),
+        other => Some(put_status(app, &id, other).await),
+    };
+    if let Some(response) = step {
+        assert_eq!(response.status(), 200, "reaching {status}");
+    }
+    let agent: Value = app
+        .get(&format!("/agents/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(agent["status"], status);
+    id
+}
+
+async fn agents_are_created_from_either_api_shape(db: TestDb) {
+    let app = spawn_app(db).await;
+    let response = app
+        .post_json(
+            "/agents",
+            &json!({"name": "writer", "model": "gpt-4o-mini", "prompt": "Write well.", "description": "a writer",
+                    "tools": [{"name": "search", "description": "web search"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.headers()["etag"], "\"1\"");
+    let agent: Value = response.json().await.unwrap();
+    assert_eq!(agent["agent_id"], agent["id"]);
+    assert!(
+        uuid::Uuid::parse_str(agent["id"].as_str().unwrap())
+            .unwrap()
+            .get_version_num()
+            == 7
+    );
+    assert_eq!(agent["version"], 1);
+    assert_eq!(agent["instructions"], "Write well.");
+    assert_eq!(agent["status"], "idle", "a local agent is ready at once");
+    assert_eq!(agent["kind"], "local");
+    assert_eq!(agent["tools"][0]["name"], "search");
+    assert_eq!(agent["performance"]["total_runs"], 0);
+    assert_eq!(agent["performance"]["error_rate"], 0.0);
+
+    let full = create(
+        &app,
+        json!({"name": "ops", "instructions": "Run ops.", "model": "anthropic/claude-3-5-haiku",
+               "mcp_servers": [{"name": "fs", "command": "mcp-fs", "args": ["--root", "/tmp"]},
+                               {"name": "web", "url": "http://127.0.0.1:9000/mcp"}],
+               "skills": ["triage"], "tags": ["ops", "prod"], "metadata": {"cost_center": 7},
+               "team_id": "t1", "owner": "alice"}),
+    )
+    .await;
+    assert_eq!(full["mcp_servers"][1]["url"], "http://127.0.0.1:9000/mcp");
+    assert_eq!(full["metadata"]["cost_center"], 7);
+    assert_eq!(full["owner"], "alice");
+
+    let remote = create(&app, json!({"name": "far", "kind": "remote", "agent_url": "http://127.0.0.1:9", "health_path": "/healthz"})).await;
+    assert_eq!(
+        remote["status"], "initializing",
+        "a remote agent waits to be heard from"
+    );
+
+    let fetched: Value = app
+        .get(&format!("/agents/{}", full["id"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fetched, full);
+}
+
+async fn bad_specs_name_the_field(db: TestDb) {
+    let app = spawn_app(db).await;
+    let cases = [
+        (json!({}), "name"),
+        (json!({"name": ""}), "name"),
+        (json!({"name": "a", "kind": "cloud"}), "kind"),
+        (json!({"name": "a", "kind": "remote"}), "agent_url"),
+        (json!({"name": "a", "agent_url": "ftp://x"}), "agent_url"),
+        (json!({"name": "a", "model": "openai/"}), "model"),
+        (
+            json!({"name": "a", "tools": [{"name": "t"}, {"name": "t"}]}),
+            "tools[1].name",
+        ),
+        (
+            json!({"name": "a", "tools": [{"name": "bad name"}]}),
+            "tools[0].name",
+        ),
+        (
+            json!({"name": "a", "tools": [{"description": "no name"}]}),
+            "tools[0].name",
+        ),
+        (
+            json!({"name": "a", "mcp_servers": [{"name": "m"}]}),
+            "mcp_servers[0]",
+        ),
+        (json!({"name": "a", "tags": "ops"}), "tags"),
+        (
+            json!({"name": "a", "health_path": "healthz"}),
+            "health_path",
+        ),
+    ];
+    for (body, field) in cases {
+        let response = app.post_json("/agents", &body).send().await.unwrap();
+        let problem = assert_problem(response, 422, "invalid_field").await;
+        assert_eq!(problem["field"], field, "{body}: {problem}");
+    }
+    let listed: Value = app
+        .get("/agents")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["data"].as_array().unwrap().len(),
+        0,
+        "nothing was half-created"
+    );
+}
+
+async fn every_lifecycle_action_follows_the_state_machine(db: TestDb) {
+    let app = spawn_app(db).await;
+    for (action, allowed_from) in ACTIONS {
+        for from in STATUSES {
+            let id = agent_in(&app, from).await;
+            let response = post(&app, &format!("/agents/{id}/{action}")).await;
+            if allowed_from.contains(&from) {
+                assert_eq!(response.status(), 200, "{action} from {from}");
+                let agent: Value = response.json().await.unwrap();
+                let expected = match action {
+                    "pause" => "paused",
+                    "terminate" => "terminated",
+                    _ => "idle",
+                };
+                assert_eq!(agent["status"], expected, "{action} from {from}");
+            } else {
+                let problem = assert_problem(response, 409, "conflict").await;
+                let detail = problem["detail"].as_str().unwrap();
+                assert!(detail.contains(&format!("that is {from}")), "{detail}");
+                for allowed in allowed_from {
+                    assert!(detail.contains(allowed), "{action} from {from}: {detail}");
+                }
+            }
+        }
+    }
+    let id = agent_in(&app, "idle").await;
+    let problem = assert_problem(
+        post(&app, &format!("/agents/{id}/explode")).await,
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(problem["field"], "action");
+}
+
+async fn every_status_change_follows_the_state_machine(db: TestDb) {
+    let app = spawn_app(db).await;
+    for (from, allowed) in STATUS_MOVES {
+        for to in STATUSES {
+            let id = agent_in(&app, from).await;
+            let response = put_status(&app, &id, to).await;
+            if allowed.contains(&to) {
+                assert_eq!(response.status(), 200, "{from} → {to}");
+            } else {
+                let problem = assert_problem(response, 409, "conflict").await;
+                let detail = problem["detail"].as_str().unwrap();
+                assert!(detail.contains(&format!("that is {from}")), "{detail}");
+                for target in allowed {
+                    assert!(detail.contains(target), "{from} → {to}: {detail}");
+                }
+            }
+        }
+    }
+    let id = agent_in(&app, "idle").await;
+    let problem = assert_problem(put_status(&app, &id, "asleep").await, 422, "invalid_field").await;
+    assert_eq!(problem["field"], "status");
+}
+
+async fn transitions_are_recorded_as_events(db: TestDb) {
+    let app = spawn_app(db).await;
+    let id = agent_in(&app, "idle").await;
+    assert_eq!(
+        post(&app, &format!("/agents/{id}/pause")).await.status(),
+        200
+    );
+    assert_eq!(
+        post(&app, &format!("/agents/{id}/resume")).await.status(),
+        200
+    );
+    assert_eq!(
+        post(&app, &format!("/agents/{id}/restart")).await.status(),
+        200
+    );
+    assert_eq!(put_status(&app, &id, "busy").await.status(), 200);
+    let mut events = Vec::new();
+    let mut path = format!("/agents/{id}/events?limit=2");
+    loop {
+        let page: Value = app.get(&path).send().await.unwrap().json().await.unwrap();
+        events.extend(page["data"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/agents/{id}/events?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let moves: Vec<(String, String, String)> = events
+        .iter()
+        .filter(|e| e["kind"] == "status_changed")
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["from_status"].as_str().unwrap().to_owned(),
+                e["to_status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("ready", "initializing", "idle"),
+        ("pause", "idle", "paused"),
+        ("resume", "paused", "idle"),
+        ("restart", "idle", "initializing"),
+        ("ready", "initializing", "idle"),
+        ("set status", "idle", "busy"),
+    ];
+    let expected: Vec<(String, String, String)> = expected
+        .iter()
+        .map(|(a, f, t)| (a.to_string(), f.to_string(), t.to_string()))
+        .collect();
+    assert_eq!(moves, expected);
+    assert_eq!(events[0]["kind"], "created");
+    assert_ne!(
+        events[1]["actor"], events[2]["actor"],
+        "the server settles, the key acts"
+    );
+}
+
+async fn patches_make_versions_and_if_match_refuses_stale_ones(db: TestDb) {
+    let app = spawn_app(db).await;
+    let id = agent_in(&app, "idle").await;
+    let patch = |if_match: Option<&str>, body: Value| {
+        let mut request = app
+            .request(Method::PATCH, &format!("/agents/{id}"), &app.admin_key)
+            .json(&body);
+        if let Some(tag) = if_match {
+            request = request.header("if-match", tag);
+        }
+        request.send()
+    };
+    let response = patch(Some("\"1\""), json!({"description": "v2", "tags": ["a"]}))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["etag"], "\"2\"");
+    let agent: Value = response.json().await.unwrap();
+    assert_eq!(
+        (agent["version"].clone(), agent["description"].clone()),
+        (json!(2), json!("v2"))
+    );
+
+    let problem = assert_problem(
+        patch(Some("\"1\""), json!({"description": "lost"}))
+            .await
+            .unwrap(),
+        412,
+        "precondition_failed",
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains('2'),
+        "{problem}"
+    );
+    assert_problem(
+        patch(None, json!({"version": 1, "description": "lost"}))
+            .await
+            .unwrap(),
+        412,
+        "precondition_failed",
+    )
+    .await;
+    let problem = assert_problem(
+        patch(Some("soon"), json!({"description": "x"}))
+            .await
+            .unwrap(),
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(problem["field"], "If-Match");
+
+    let agent: Value = patch(
+        None,
+        json!({"description": null, "model": "ollama/llama3.1:8b"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(agent["version"], 3);
+    assert_eq!(agent["description"], Value::Null);
+    let problem = assert_problem(
+        patch(None, json!({"tools": [{"name": "x y"}]}))
+            .await
+            .unwrap(),
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(problem["field"], "tools[0].name");
+
+    let versions: Value = app
+        .get(&format!("/agents/{id}/versions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let numbers: Vec<u64> = versions["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, vec![1, 2, 3]);
+    assert_eq!(versions["data"][1]["description"], "v2");
+
+    assert_eq!(
+        post(&app, &format!("/agents/{id}/terminate"))
+            .await
+            .status(),
+        200
+    );
+    assert_problem(
+        patch(None, json!({"description": "late"})).await.unwrap(),
+        409,
+        "conflict",
+    )
+    .await;
+}
+
+async fn delete_terminates_and_keeps_history(db: TestDb) {
+    let app = spawn_app(db).await;
+    let id = agent_in(&app, "idle").await;
+    let delete = || {
+        app.request(Method::DELETE, &format!("/agents/{id}"), &app.admin_key)
+            .send()
+    };
+    assert_eq!(delete().await.unwrap().status(), 204);
+    assert_eq!(
+        delete().await.unwrap().status(),
+        204,
+        "deleting again changes nothing"
+    );
+    let agent: Value = app
+        .get(&format!("/agents/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(agent["status"], "terminated");
+    let listed: Value = app
+        .get("/agents")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed["data"].as_array().unwrap().is_empty(),
+        "terminated agents are not listed by default"
+    );
+    let listed: Value = app
+        .get("/agents?status=terminated")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"][0]["id"], id.as_str());
+    let events: Value = app
+        .get(&format!("/agents/{id}/events"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        events["data"].as_array().unwrap().last().unwrap()["to_status"],
+        "terminated"
+    );
+}
+
+async fn lists_filter_and_page(db: TestDb) {
+    let app = spawn_app(db).await;
+    create(
+        &app,
+        json!({"name": "alpha-1", "tags": ["blue"], "team_id": "t1", "owner": "ann"}),
+    )
+    .await;
+    create(
+        &app,
+        json!({"name": "alpha-2", "tags": ["red"], "owner": "bob"}),
+    )
+    .await;
+    create(
+        &app,
+        json!({"name": "beta-1", "tags": ["blue", "red"], "team_id": "t1"}),
+    )
+    .await;
+    let paused = agent_in(&app, "paused").await;
+    let names = |body: Value| -> Vec<String> {
+        body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let app = &app;
+    let get = |path: &'static str| async move {
+        app.get(path)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    assert_eq!(names(get("/agents?tag=blue").await), ["alpha-1", "beta-1"]);
+    assert_eq!(
+        names(get("/agents?name_prefix=alpha").await),
+        ["alpha-1", "alpha-2"]
+    );
+    assert_eq!(names(get("/agents?team_id=t1&tag=red").await), ["beta-1"]);
+    assert_eq!(names(get("/agents?owner=bob").await), ["alpha-2"]);
+    assert_eq!(
+        get("/agents?status=paused").await["data"][0]["id"],
+        paused.as_str()
+    );
+    assert_eq!(
+        names(get("/agents?health=unknown&name_prefix=beta").await),
+        ["beta-1"]
+    );
+    assert_eq!(names(get("/agents?health=critical").await).len(), 0);
+    let problem = assert_problem(
+        app.get("/agents?health=fine").send().await.unwrap(),
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(problem["field"], "health");
+
+    let first: Value = get("/agents?limit=3").await;
+    assert_eq!(first["data"].as_array().unwrap().len(), 3);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second: Value = app
+        .get(&format!("/agents?limit=3&cursor={cursor}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(second["data"].as_array().unwrap().len(), 1);
+    assert!(second["next_cursor"].is_null());
+}
+
+async fn paging_visits_each_agent_once_while_others_are_created(db: TestDb) {
+    let app = spawn_app(db).await;
+    let mut existing = HashSet::new();
+    for n in 0..120 {
+        existing.insert(
+            create(&app, json!({"name": format!("agent {n}")})).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let writer = {
+        let client = app.client.clone();
+        let url = app.url("/agents");
+        let key = app.admin_key.clone();
+        tokio::spawn(async move {
+            for n in 0..60 {
+                let response = client
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&json!({"name": format!("late {n}")}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 201);
+            }
+        })
+    };
+    let mut seen = Vec::new();
+    let mut path = "/agents?limit=7".to_owned();
+    loop {
+        let page: Value = app.get(&path).send().await.unwrap().json().await.unwrap();
+        seen.extend(
+            page["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["id"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/agents?limit=7&cursor={cursor}"),
+            None => break,
+        }
+    }
+    writer.await.unwrap();
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "no agent is visited twice");
+    assert!(
+        existing.iter().all(|id| unique.contains(id)),
+        "every agent that existed is visited"
+    );
+}
+
+async fn unknown_and_foreign_agents_are_404(db: TestDb) {
+    let app = spawn_app(db).await;
+    let id = agent_in(&app, "idle").await;
+    let other = app.create_tenant("tenant-b").await;
+    let missing = uuid::Uuid::now_v7().to_string();
+    for target in [missing.as_str(), id.as_str()] {
+        let key = if target == id {
+            other.as_str()
+        } else {
+            app.admin_key.as_str()
+        };
+        let calls = [
+            (Method::GET, format!("/agents/{target}"), None),
+            (
+                Method::PATCH,
+                format!("/agents/{target}"),
+                Some(json!({"description": "x"})),
+            ),
+            (Method::DELETE, format!("/agents/{target}"), None),
+            (Method::GET, format!("/agents/{target}/versions"), None),
+            (Method::GET, format!("/agents/{target}/events"), None),
+            (Method::POST, format!("/agents/{target}/pause"), None),
+            (
+                Method::PUT,
+                format!("/agents/{target}/status"),
+                Some(json!({"status": "busy"})),
+            ),
+        ];
+        for (method, path, body) in calls {
+            let mut request = app.request(method.clone(), &path, key);
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            assert_problem(request.send().await.unwrap(), 404, "not_found").await;
+        }
+    }
+    let listed: Value = app
+        .request(Method::GET, "/agents", &other)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(listed["data"].as_array().unwrap().is_empty());
+    let agent: Value = app
+        .get(&format!("/agents/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (agent["status"].clone(), agent["version"].clone()),
+        (json!("idle"), json!(1)),
+        "tenant B changed nothing"
+    );
+    let problem = assert_problem(
+        app.get("/agents/not-a-uuid/events").send().await.unwrap(),
+        422,
+        "invalid_field",
+    )
+    .await;
+    assert_eq!(problem["field"], "agent_id");
+}
+
+backend_tests!(
+    agents_are_created_from_either_api_shape,
+    bad_specs_name_the_field,
+    every_lifecycle_action_follows_the_state_machine,
+    every_status_change_follows_the_state_machine,
+    transitions_are_recorded_as_events,
+    patches_make_versions_and_if_match_refuses_stale_ones,
+    delete_terminates_and_keeps_history,
+    lists_filter_and_page,
+    paging_visits_each_agent_once_while_others_are_created,
+    unknown_and_foreign_agents_are_404,
+);
