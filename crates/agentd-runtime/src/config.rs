@@ -29,6 +29,36 @@ pub struct Config {
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace_seconds: u64,
     pub log: LogConfig,
+    pub health: HealthConfig,
+}
+
+/// How agent health is derived from heartbeats and probes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HealthConfig {
+    /// How often agents are expected to send a heartbeat (and remote agents are probed).
+    pub heartbeat_interval_ms: u64,
+    /// Missed intervals after which an agent is `degraded`, `unhealthy` and `critical`.
+    pub degraded_after_missed: u32,
+    pub unhealthy_after_missed: u32,
+    pub critical_after_missed: u32,
+    /// How often the sweeper re-derives health.
+    pub sweep_interval_ms: u64,
+    /// How long a remote agent's health endpoint may take to answer.
+    pub probe_timeout_ms: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: 30_000,
+            degraded_after_missed: 1,
+            unhealthy_after_missed: 3,
+            critical_after_missed: 6,
+            sweep_interval_ms: 5_000,
+            probe_timeout_ms: 2_000,
+        }
+    }
 }
 
 /// Logging.
@@ -67,6 +97,7 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             shutdown_grace_seconds: 30,
             log: LogConfig::default(),
+            health: HealthConfig::default(),
         }
     }
 }
@@ -124,6 +155,16 @@ impl Config {
         }
         if let Some(url) = &self.database_url {
             agentd_store::Backend::from_url(url).map_err(|e| Error::Config(e.to_string()))?;
+        }
+        let health = &self.health;
+        let ordered = 0 < health.degraded_after_missed
+            && health.degraded_after_missed <= health.unhealthy_after_missed
+            && health.unhealthy_after_missed <= health.critical_after_missed;
+        if !ordered || health.heartbeat_interval_ms == 0 || health.sweep_interval_ms == 0 {
+            return Err(Error::Config(
+                "health: intervals must be positive and 0 < degraded_after_missed <= unhealthy_after_missed <= critical_after_missed"
+                    .to_owned(),
+            ));
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ use agentd_store::Store;
 pub mod access;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod page;
 pub mod registry;
 
@@ -47,9 +48,10 @@ impl Runtime {
         tracing::Span::current().record("backend", store.backend().as_str());
         let access = Arc::new(AccessService::new(store.clone()));
         let first_admin_key = access.bootstrap_default_tenant().await?;
+        let policy = health::HealthPolicy::from(&config.health);
         let runtime = Self {
             config: Arc::new(config),
-            registry: Arc::new(RegistryService::new(store.clone())),
+            registry: Arc::new(RegistryService::new(store.clone(), policy)),
             store,
             access,
             started_at: agentd_core::now(),
@@ -94,6 +96,15 @@ impl Runtime {
             latency: problem.is_none().then(|| started.elapsed()),
             problem,
         }
+    }
+
+    /// Starts the background jobs of a serving node (the health sweeper) and returns their handles,
+    /// so a caller can stop them.
+    pub fn start_background_jobs(&self) -> Result<Vec<tokio::task::JoinHandle<()>>, Error> {
+        let policy = health::HealthPolicy::from(&self.config.health);
+        let sweeper = health::HealthSweeper::new(self.store.clone(), policy)?;
+        let every = std::time::Duration::from_millis(self.config.health.sweep_interval_ms);
+        Ok(vec![tokio::spawn(sweeper.run(every))])
     }
 
     /// The database backend's name.

@@ -10,6 +10,7 @@ use agentd_core::agent::{
 use agentd_core::{AgentId, EventId, TenantId};
 use agentd_store::{AgentFilter, Store, Update};
 
+use crate::health::{health_events, mark_ready, HealthPolicy, HealthSweeper, Verdict};
 use crate::{Error, Page, PageRequest, Principal};
 
 /// How often a lost compare-and-set race is retried before answering 409.
@@ -78,11 +79,83 @@ impl SpecPatch {
 /// The registry of agents.
 pub struct RegistryService {
     store: Arc<dyn Store>,
+    health: HealthPolicy,
+}
+
+/// An agent's health and the reasoning behind it.
+pub struct HealthReport {
+    pub agent: Agent,
+    /// What the thresholds say now (the stored health is refreshed by the sweeper).
+    pub verdict: Verdict,
+    pub policy: HealthPolicy,
+    /// The URL probed for a remote agent.
+    pub probe_url: Option<String>,
 }
 
 impl RegistryService {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn Store>, health: HealthPolicy) -> Self {
+        Self { store, health }
+    }
+
+    /// Records a heartbeat: the agent is `healthy` now, and an `initializing` agent becomes `idle`.
+    #[tracing::instrument(skip_all, fields(tenant.id = %principal.tenant_id, agent.id = %id))]
+    pub async fn heartbeat(
+        &self,
+        principal: &Principal,
+        id: AgentId,
+    ) -> Result<HealthReport, Error> {
+        let agent = self.get(principal.tenant_id, id).await?;
+        if matches!(agent.status, AgentStatus::Terminated | AgentStatus::Stopped) {
+            let allowed = [
+                AgentStatus::Initializing,
+                AgentStatus::Idle,
+                AgentStatus::Busy,
+                AgentStatus::Paused,
+                AgentStatus::Error,
+            ];
+            return Err(Error::action_not_allowed(
+                "heartbeat",
+                agent.status,
+                &allowed,
+            ));
+        }
+        let now = agentd_core::now();
+        let events = health_events(
+            &agent,
+            AgentHealth::Healthy,
+            "heartbeat received",
+            &principal.key_id.to_string(),
+        );
+        match self
+            .store
+            .record_agent_health(
+                principal.tenant_id,
+                id,
+                AgentHealth::Healthy,
+                Some(now),
+                &events,
+            )
+            .await?
+        {
+            Update::Missing => return Err(Error::NotFound("agent")),
+            Update::Applied | Update::Stale(_) => {}
+        }
+        if agent.status == AgentStatus::Initializing {
+            mark_ready(self.store.as_ref(), &agent, "heartbeat received").await?;
+        }
+        self.health(principal.tenant_id, id).await
+    }
+
+    /// An agent's health with the reasoning: silence, missed intervals, thresholds.
+    pub async fn health(&self, tenant: TenantId, id: AgentId) -> Result<HealthReport, Error> {
+        let agent = self.get(tenant, id).await?;
+        let verdict = self.health.judge(&agent, agentd_core::now());
+        Ok(HealthReport {
+            probe_url: HealthSweeper::probe_url(&agent),
+            agent,
+            verdict,
+            policy: self.health.clone(),
+        })
     }
 
     /// Creates an agent at version 1. A local agent is ready at once: it passes through

@@ -99,6 +99,8 @@ pub trait TenantStore {
         tenant: &Tenant,
         key: &ApiKey,
     ) -> Result<bool, StoreError>;
+    /// Every tenant's id, for system jobs (such as the health sweeper) that visit each tenant in turn.
+    async fn list_tenant_ids(&self) -> Result<Vec<TenantId>, StoreError>;
 }
 
 /// API keys. Keys are ordered by id, which is creation order.
@@ -180,6 +182,23 @@ pub trait AgentStore {
         to: AgentStatus,
         events: &[AgentEvent],
     ) -> Result<Update, StoreError>;
+    /// Records an agent's derived health, and the time it was last heard from when `heard_at` is set.
+    async fn record_agent_health(
+        &self,
+        tenant: TenantId,
+        id: AgentId,
+        health: AgentHealth,
+        heard_at: Option<Timestamp>,
+        events: &[AgentEvent],
+    ) -> Result<Update, StoreError>;
+    /// Up to `limit` agents of the tenant whose health is watched (remote agents, and agents that have
+    /// sent a heartbeat), not stopped or terminated, with ids after `after`.
+    async fn list_monitored_agents(
+        &self,
+        tenant: TenantId,
+        after: Option<AgentId>,
+        limit: u32,
+    ) -> Result<Vec<Agent>, StoreError>;
     /// Every spec version of the agent, oldest first.
     async fn list_agent_versions(
         &self,

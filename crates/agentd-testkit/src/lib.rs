@@ -158,6 +158,7 @@ pub struct TestApp {
     pub db: TestDb,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
+    jobs: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Starts a server over `db`.
@@ -189,6 +190,9 @@ async fn start(db: TestDb, config: Config, admin_key: Option<String>) -> TestApp
         .expect("a free port");
     let addr = listener.local_addr().expect("a bound address");
     let runtime = started.runtime;
+    let jobs = runtime
+        .start_background_jobs()
+        .expect("background jobs start");
     let app = agentd_server::router(agentd_server::AppState::new(runtime.clone()));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -207,6 +211,7 @@ async fn start(db: TestDb, config: Config, admin_key: Option<String>) -> TestApp
         db,
         stop: Some(stop_tx),
         server: Some(server),
+        jobs,
     }
 }
 
@@ -276,6 +281,9 @@ impl TestApp {
 
     /// Stops the server, finishing in-flight requests.
     pub async fn stop(&mut self) {
+        for job in self.jobs.drain(..) {
+            job.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -295,6 +303,9 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        for job in &self.jobs {
+            job.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -111,6 +111,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
+    let jobs = started.runtime.start_background_jobs()?;
     let state = agentd_server::AppState::new(started.runtime.clone());
     tracing::info!(%addr, backend = started.runtime.backend(), "agentd listening");
     agentd_server::serve(
@@ -120,6 +121,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         grace,
     )
     .await?;
+    for job in jobs {
+        job.abort();
+    }
     started.runtime.store.close().await;
     tracing::info!("agentd stopped");
     Ok(())

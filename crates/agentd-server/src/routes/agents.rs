@@ -8,6 +8,7 @@ use agentd_core::agent::{
     LifecycleAction, McpServerSpec, ToolSpec,
 };
 use agentd_core::{AgentId, ErrorCode, EventId};
+use agentd_runtime::registry::HealthReport;
 use agentd_runtime::{AgentFilter, PageRequest, RegistryService, SpecPatch};
 
 use axum::extract::State;
@@ -35,6 +36,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_events))
         .routes(routes!(set_status))
         .routes(routes!(lifecycle))
+        .routes(routes!(heartbeat))
+        .routes(routes!(health))
 }
 
 fn string_enum_schema(values: impl Iterator<Item = &'static str>) -> ObjectBuilder {
@@ -745,4 +748,103 @@ async fn lifecycle(
         .act(&auth.principal, path.agent_id, path.action)
         .await?;
     Ok(with_etag(StatusCode::OK, agent))
+}
+
+/// Health thresholds, as silence in seconds.
+#[derive(Serialize, ToSchema)]
+pub struct HealthThresholds {
+    pub heartbeat_interval_seconds: f64,
+    pub degraded_after_seconds: f64,
+    pub unhealthy_after_seconds: f64,
+    pub critical_after_seconds: f64,
+}
+
+/// An agent's health and why.
+#[derive(Serialize, ToSchema)]
+pub struct AgentHealthView {
+    pub agent_id: uuid::Uuid,
+    /// The health last recorded (by a heartbeat or the sweeper).
+    #[schema(schema_with = health_schema)]
+    pub health: AgentHealth,
+    /// What the thresholds say at this moment; the sweeper records it on its next pass.
+    #[schema(schema_with = health_schema)]
+    pub current_verdict: AgentHealth,
+    /// The reasoning behind the verdict.
+    pub reason: String,
+    #[schema(schema_with = status_schema)]
+    pub status: AgentStatus,
+    #[schema(schema_with = kind_schema)]
+    pub kind: AgentKind,
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    /// Seconds since the agent was last heard from (or created, if never); absent when not watched.
+    pub silence_seconds: Option<f64>,
+    pub missed_intervals: u32,
+    pub thresholds: HealthThresholds,
+    /// The URL probed for a remote agent.
+    pub probe_url: Option<String>,
+}
+
+impl From<HealthReport> for AgentHealthView {
+    fn from(report: HealthReport) -> Self {
+        let policy = &report.policy;
+        Self {
+            agent_id: report.agent.id.as_uuid(),
+            health: report.agent.health,
+            current_verdict: report.verdict.health,
+            reason: report.verdict.reason,
+            status: report.agent.status,
+            kind: report.agent.spec.kind,
+            last_heartbeat_at: report.agent.last_heartbeat_at,
+            silence_seconds: report.verdict.silence.map(|s| s.as_secs_f64()),
+            missed_intervals: report.verdict.missed,
+            thresholds: HealthThresholds {
+                heartbeat_interval_seconds: policy.interval.as_secs_f64(),
+                degraded_after_seconds: policy.threshold(policy.degraded_after).as_secs_f64(),
+                unhealthy_after_seconds: policy.threshold(policy.unhealthy_after).as_secs_f64(),
+                critical_after_seconds: policy.threshold(policy.critical_after).as_secs_f64(),
+            },
+            probe_url: report.probe_url,
+        }
+    }
+}
+
+/// Records a heartbeat: the agent is healthy now, and an `initializing` agent becomes `idle`.
+#[utoipa::path(
+    post,
+    path = "/agents/{agent_id}/heartbeat",
+    tag = "agents",
+    params(AgentPath),
+    security(("bearer" = ["agents:write"])),
+    responses(
+        (status = 200, body = AgentHealthView),
+        (status = 409, description = "The agent is stopped or terminated", body = crate::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn heartbeat(
+    auth: Auth<scopes::AgentsWrite>,
+    State(registry): State<Arc<RegistryService>>,
+    Path(path): Path<AgentPath>,
+) -> Result<axum::Json<AgentHealthView>, ApiError> {
+    let report = registry.heartbeat(&auth.principal, path.agent_id).await?;
+    Ok(axum::Json(AgentHealthView::from(report)))
+}
+
+/// The agent's health and the reasoning behind it: silence, missed intervals and thresholds.
+#[utoipa::path(
+    get,
+    path = "/agents/{agent_id}/health",
+    tag = "agents",
+    params(AgentPath),
+    security(("bearer" = ["agents:read"])),
+    responses((status = 200, body = AgentHealthView))
+)]
+async fn health(
+    auth: Auth<scopes::AgentsRead>,
+    State(registry): State<Arc<RegistryService>>,
+    Path(path): Path<AgentPath>,
+) -> Result<axum::Json<AgentHealthView>, ApiError> {
+    let report = registry
+        .health(auth.principal.tenant_id, path.agent_id)
+        .await?;
+    Ok(axum::Json(AgentHealthView::from(report)))
 }

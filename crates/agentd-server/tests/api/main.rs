@@ -3,6 +3,7 @@
 
 mod agents;
 mod errors;
+mod health;
 mod keys;
 mod routes;
 mod system;

@@ -3,7 +3,7 @@
 // (their store struct with a `pool: sqlx::Pool<Db>` field), so the same statements compile against
 // each driver with concrete types.
 
-use agentd_core::agent::{Agent, AgentEvent, AgentStatus, AgentVersion};
+use agentd_core::agent::{Agent, AgentEvent, AgentHealth, AgentStatus, AgentVersion};
 use agentd_core::{
     AgentId, ApiKey, EventId, KeyId, KeyName, Tenant, TenantId, TenantSlug, Timestamp,
 };
@@ -136,6 +136,15 @@ impl TenantStore for SqlStore {
         insert_key_with(&mut *tx, key).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn list_tenant_ids(&self) -> Result<Vec<TenantId>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM tenants ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        ids.iter()
+            .map(|id| parse_column("tenants", "id", id))
+            .collect()
     }
 }
 
@@ -478,6 +487,54 @@ impl AgentStore for SqlStore {
         insert_events(&mut tx, events).await?;
         tx.commit().await?;
         Ok(Update::Applied)
+    }
+
+    async fn record_agent_health(
+        &self,
+        tenant: TenantId,
+        id: AgentId,
+        health: AgentHealth,
+        heard_at: Option<Timestamp>,
+        events: &[AgentEvent],
+    ) -> Result<Update, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE agents SET health = $3, last_heartbeat_at = COALESCE($4, last_heartbeat_at) \
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .bind(health.as_str())
+        .bind(heard_at.map(|t| t.timestamp_millis()))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            tx.rollback().await?;
+            return Ok(Update::Missing);
+        }
+        insert_events(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(Update::Applied)
+    }
+
+    async fn list_monitored_agents(
+        &self,
+        tenant: TenantId,
+        after: Option<AgentId>,
+        limit: u32,
+    ) -> Result<Vec<Agent>, StoreError> {
+        let sql = format!(
+            "SELECT {AGENT_COLUMNS} FROM agents WHERE tenant_id = $1 AND id > $2 \
+             AND status NOT IN ('stopped', 'terminated') \
+             AND (kind = 'remote' OR last_heartbeat_at IS NOT NULL) ORDER BY id LIMIT {limit}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant.to_string())
+            .bind(after.map(|id| id.to_string()).unwrap_or_default())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(agent_from_row).collect()
     }
 
     async fn list_agent_versions(
