@@ -1,6 +1,7 @@
 //! The `agentd` command: `serve` runs the server; `migrate`, `config` and `keys` administer it.
 //! This is the only crate that uses `anyhow`: errors here are for an operator to read, not to match on.
 
+mod client;
 mod logging;
 
 use std::path::PathBuf;
@@ -52,6 +53,13 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Manage agents on a running server (`--server`/`AGENTD_URL`, `--key`/`AGENTD_KEY`).
+    Agents {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        #[command(subcommand)]
+        command: client::AgentsCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -94,6 +102,7 @@ fn main() -> anyhow::Result<()> {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
             Command::Keys { command } => keys(config, command).await,
+            Command::Agents { server, command } => client::run(server, command).await,
             Command::Config => Ok(()),
         }
     })

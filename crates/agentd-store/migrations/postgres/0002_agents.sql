@@ -1,4 +1,5 @@
 -- Agents: current spec and instance state, every spec version, tags for filtering, and the event log.
+-- Every id and tenant_id column uses the "C" collation, so joins between tables can use their indexes.
 CREATE TABLE agents (
     id                 TEXT COLLATE "C" PRIMARY KEY,
     tenant_id          TEXT COLLATE "C"   NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
@@ -18,16 +19,17 @@ CREATE INDEX agents_by_tenant ON agents (tenant_id, id);
 CREATE INDEX agents_by_tenant_status ON agents (tenant_id, status, id);
 CREATE INDEX agents_by_tenant_name ON agents (tenant_id, name);
 
+-- Tag filters probe the primary key from each candidate agent (no tag-first index): the plan stays
+-- right even before the planner has statistics for a freshly loaded table.
 CREATE TABLE agent_tags (
-    tenant_id  TEXT NOT NULL,
+    tenant_id  TEXT COLLATE "C" NOT NULL,
     agent_id   TEXT COLLATE "C" NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
     tag        TEXT NOT NULL,
     PRIMARY KEY (tenant_id, agent_id, tag)
 );
-CREATE INDEX agent_tags_by_tag ON agent_tags (tenant_id, tag, agent_id);
 
 CREATE TABLE agent_versions (
-    tenant_id   TEXT    NOT NULL,
+    tenant_id   TEXT COLLATE "C" NOT NULL,
     agent_id    TEXT COLLATE "C" NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
     version     BIGINT  NOT NULL,
     spec        TEXT    NOT NULL,
@@ -37,7 +39,7 @@ CREATE TABLE agent_versions (
 
 CREATE TABLE agent_events (
     id           TEXT COLLATE "C" PRIMARY KEY,
-    tenant_id    TEXT    NOT NULL,
+    tenant_id    TEXT COLLATE "C" NOT NULL,
     agent_id     TEXT COLLATE "C" NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
     kind         TEXT    NOT NULL,
     action       TEXT    NOT NULL,

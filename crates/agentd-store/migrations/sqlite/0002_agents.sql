@@ -18,13 +18,14 @@ CREATE INDEX agents_by_tenant ON agents (tenant_id, id);
 CREATE INDEX agents_by_tenant_status ON agents (tenant_id, status, id);
 CREATE INDEX agents_by_tenant_name ON agents (tenant_id, name);
 
+-- Tag filters probe the primary key from each candidate agent (no tag-first index): the plan stays
+-- right even before the planner has statistics for a freshly loaded table.
 CREATE TABLE agent_tags (
     tenant_id  TEXT NOT NULL,
     agent_id   TEXT NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
     tag        TEXT NOT NULL,
     PRIMARY KEY (tenant_id, agent_id, tag)
 );
-CREATE INDEX agent_tags_by_tag ON agent_tags (tenant_id, tag, agent_id);
 
 CREATE TABLE agent_versions (
     tenant_id   TEXT    NOT NULL,
