@@ -353,6 +353,8 @@ string_enum!(
         StatusChanged = "status_changed",
         ConfigUpdated = "config_updated",
         HealthChanged = "health_changed",
+        CapabilityChanged = "capability_changed",
+        ResourcesChanged = "resources_changed",
     }
 );
 
@@ -407,6 +409,53 @@ impl AgentEvent {
         self.detail = detail;
         self
     }
+}
+
+/// Something an agent can do, how well (proficiency 0–1) and how often it has (experience).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Capability {
+    pub tenant_id: TenantId,
+    pub agent_id: AgentId,
+    pub name: String,
+    pub description: Option<String>,
+    pub proficiency: f64,
+    pub experience: u64,
+    /// How many principals endorsed it.
+    pub endorsements: u32,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Capability {
+    /// Checks a capability name: 1 to 100 characters, no control characters, no `/`.
+    pub fn check_name(name: &str) -> Result<(), SpecError> {
+        check_label("name", name, 100)?;
+        if name.contains('/') {
+            return Err(spec_error("name", "must not contain `/`"));
+        }
+        Ok(())
+    }
+
+    /// Checks a proficiency: a number from 0 to 1.
+    pub fn check_proficiency(value: f64) -> Result<(), SpecError> {
+        if value.is_finite() && (0.0..=1.0).contains(&value) {
+            Ok(())
+        } else {
+            Err(spec_error("proficiency", "must be a number from 0 to 1"))
+        }
+    }
+}
+
+/// One principal's endorsement of an agent's capability.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Endorsement {
+    pub tenant_id: TenantId,
+    pub agent_id: AgentId,
+    pub capability: String,
+    /// The endorsing principal (an API key id).
+    pub endorser: String,
+    pub comment: Option<String>,
+    pub created_at: Timestamp,
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use agentd_core::PlainKey;
 use agentd_store::Store;
 
 pub mod access;
+pub mod capabilities;
 pub mod config;
 pub mod error;
 pub mod health;
@@ -15,6 +16,7 @@ pub mod registry;
 
 pub use access::{AccessService, Principal};
 pub use agentd_store::AgentFilter;
+pub use capabilities::CapabilityService;
 pub use config::Config;
 pub use error::Error;
 pub use page::{Page, PageRequest};
@@ -27,6 +29,7 @@ pub struct Runtime {
     pub store: Arc<dyn Store>,
     pub access: Arc<AccessService>,
     pub registry: Arc<RegistryService>,
+    pub capabilities: Arc<CapabilityService>,
     /// When this node started, for `/health` and `/info`.
     pub started_at: agentd_core::Timestamp,
 }
@@ -52,6 +55,7 @@ impl Runtime {
         let runtime = Self {
             config: Arc::new(config),
             registry: Arc::new(RegistryService::new(store.clone(), policy)),
+            capabilities: Arc::new(CapabilityService::new(store.clone())),
             store,
             access,
             started_at: agentd_core::now(),

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use agentd_runtime::{AccessService, Config, RegistryService, Runtime};
+use agentd_runtime::{AccessService, CapabilityService, Config, RegistryService, Runtime};
 use axum::extract::FromRef;
 
 use crate::metrics::Metrics;
@@ -13,6 +13,7 @@ pub struct AppState {
     pub runtime: Runtime,
     pub access: Arc<AccessService>,
     pub registry: Arc<RegistryService>,
+    pub capabilities: Arc<CapabilityService>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
 }
@@ -23,6 +24,7 @@ impl AppState {
         Self {
             access: runtime.access.clone(),
             registry: runtime.registry.clone(),
+            capabilities: runtime.capabilities.clone(),
             config: runtime.config.clone(),
             metrics: Arc::new(Metrics::default()),
             runtime,

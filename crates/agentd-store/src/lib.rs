@@ -7,7 +7,9 @@
 
 use std::sync::Arc;
 
-use agentd_core::agent::{Agent, AgentEvent, AgentHealth, AgentStatus, AgentVersion};
+use agentd_core::agent::{
+    Agent, AgentEvent, AgentHealth, AgentStatus, AgentVersion, Capability, Endorsement,
+};
 use agentd_core::{AgentId, ApiKey, EventId, KeyId, Tenant, TenantId, TenantSlug, Timestamp};
 use async_trait::async_trait;
 
@@ -74,7 +76,9 @@ impl From<sqlx::Error> for StoreError {
 
 /// The whole store: every entity's trait plus connection-level operations.
 #[async_trait]
-pub trait Store: TenantStore + KeyStore + AgentStore + Send + Sync + 'static {
+pub trait Store:
+    TenantStore + KeyStore + AgentStore + CapabilityStore + Send + Sync + 'static
+{
     /// Which database this is.
     fn backend(&self) -> Backend;
     /// A cheap round trip proving the database answers.
@@ -136,6 +140,8 @@ pub struct AgentFilter {
     pub team_id: Option<String>,
     pub owner: Option<String>,
     pub name_prefix: Option<String>,
+    /// Only agents with this capability.
+    pub capability: Option<String>,
 }
 
 /// What a compare-and-set update found.
@@ -213,6 +219,42 @@ pub trait AgentStore {
         after: Option<EventId>,
         limit: u32,
     ) -> Result<Vec<AgentEvent>, StoreError>;
+}
+
+/// Agents' capabilities and their endorsements. Declared skills become capabilities automatically.
+#[async_trait]
+pub trait CapabilityStore {
+    /// The agent's capabilities, by name, with endorsement counts.
+    async fn list_capabilities(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+    ) -> Result<Vec<Capability>, StoreError>;
+    /// One capability of the agent.
+    async fn get_capability(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+        name: &str,
+    ) -> Result<Option<Capability>, StoreError>;
+    /// Adds a capability; an existing name is a [`StoreError::Conflict`].
+    async fn add_capability(
+        &self,
+        capability: &Capability,
+        event: &AgentEvent,
+    ) -> Result<(), StoreError>;
+    /// Replaces a capability's description, proficiency and experience.
+    async fn update_capability(
+        &self,
+        capability: &Capability,
+        event: &AgentEvent,
+    ) -> Result<Update, StoreError>;
+    /// Records an endorsement; a second one by the same endorser is a [`StoreError::Conflict`].
+    async fn add_endorsement(
+        &self,
+        endorsement: &Endorsement,
+        event: &AgentEvent,
+    ) -> Result<(), StoreError>;
 }
 
 /// Opens the database named by `url` (`sqlite:<path>` or `postgres://…`), creating a SQLite file if

@@ -384,6 +384,8 @@ pub struct ListAgentsQuery {
     pub owner: Option<String>,
     /// Only agents whose name starts with this (case-sensitive).
     pub name_prefix: Option<String>,
+    /// Only agents with this capability (declared skills count).
+    pub capability: Option<String>,
 }
 
 /// Path of one agent.
@@ -436,6 +438,7 @@ async fn list_agents(
         team_id: query.team_id,
         owner: query.owner,
         name_prefix: query.name_prefix,
+        capability: query.capability,
     };
     let page = registry
         .list(auth.principal.tenant_id, &filter, page)

@@ -6,6 +6,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::state::AppState;
 
 pub mod agents;
+pub mod capabilities;
 pub mod keys;
 pub mod system;
 
@@ -15,4 +16,5 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(system::router())
         .merge(keys::router())
         .merge(agents::router())
+        .merge(capabilities::router())
 }

@@ -2,6 +2,7 @@
 //! PostgreSQL, driven over HTTP.
 
 mod agents;
+mod capabilities;
 mod errors;
 mod health;
 mod keys;
