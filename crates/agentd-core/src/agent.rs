@@ -446,6 +446,42 @@ impl Capability {
     }
 }
 
+/// Resource limits of an agent; `None` means unlimited.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceLimits {
+    pub cpu_millicores: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub storage_mb: Option<u64>,
+    pub network_mbps: Option<u64>,
+    /// API calls allowed between resets.
+    pub api_quota: Option<u64>,
+}
+
+/// What an agent uses: gauges it reports (cpu, memory, storage, network) and the API calls it made
+/// since the last reset.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceUsage {
+    pub cpu_millicores: u64,
+    pub memory_mb: u64,
+    pub storage_mb: u64,
+    pub network_mbps: u64,
+    pub api_calls: u64,
+}
+
+/// An agent's resource allocation and usage. `version` guards concurrent updates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentResources {
+    pub tenant_id: TenantId,
+    pub agent_id: AgentId,
+    pub limits: ResourceLimits,
+    pub usage: ResourceUsage,
+    /// When usage was last reset (or first recorded).
+    pub reset_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// 0 until first stored.
+    pub version: u64,
+}
+
 /// One principal's endorsement of an agent's capability.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Endorsement {

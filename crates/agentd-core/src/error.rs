@@ -30,6 +30,10 @@ pub enum ErrorCode {
     Conflict,
     /// An `If-Match` precondition (a version) no longer holds.
     PreconditionFailed,
+    /// A quota that refills (API calls) is used up: retry after a reset.
+    QuotaExceeded,
+    /// A hard resource limit (storage, memory…) would be exceeded.
+    LimitExceeded,
     /// A dependency (the database) is unavailable.
     Unavailable,
     /// Something failed inside the server; details are in the log, never in the response.
@@ -38,7 +42,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 16] = [
         Self::InvalidJson,
         Self::UnsupportedMediaType,
         Self::InvalidField,
@@ -51,6 +55,8 @@ impl ErrorCode {
         Self::MethodNotAllowed,
         Self::Conflict,
         Self::PreconditionFailed,
+        Self::QuotaExceeded,
+        Self::LimitExceeded,
         Self::Unavailable,
         Self::Internal,
     ];
@@ -70,6 +76,8 @@ impl ErrorCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict => "conflict",
             Self::PreconditionFailed => "precondition_failed",
+            Self::QuotaExceeded => "quota_exceeded",
+            Self::LimitExceeded => "limit_exceeded",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }

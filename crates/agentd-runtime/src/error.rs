@@ -30,6 +30,18 @@ pub enum Error {
     },
     #[error("the agent is at version {current}, not the version in If-Match")]
     PreconditionFailed { current: String },
+    #[error("{resource} quota exceeded: {used} used of {limit}; reset with POST /agents/{{id}}/resources/reset")]
+    QuotaExceeded {
+        resource: &'static str,
+        used: u64,
+        limit: u64,
+    },
+    #[error("{resource} limit exceeded: {wanted} wanted, limit {limit}")]
+    LimitExceeded {
+        resource: &'static str,
+        wanted: u64,
+        limit: u64,
+    },
     #[error("configuration: {0}")]
     Config(String),
     #[error("the database is unavailable")]
@@ -57,15 +69,20 @@ impl Error {
             Self::Invalid { .. } => ErrorCode::InvalidField,
             Self::Conflict(_) | Self::IllegalTransition { .. } => ErrorCode::Conflict,
             Self::PreconditionFailed { .. } => ErrorCode::PreconditionFailed,
+            Self::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+            Self::LimitExceeded { .. } => ErrorCode::LimitExceeded,
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Config(_) | Self::Store(_) => ErrorCode::Internal,
         }
     }
 
-    /// The offending field, for input errors.
+    /// The offending field, for input errors (and the limit, for quota errors).
     pub fn field(&self) -> Option<&str> {
         match self {
             Self::Invalid { field, .. } => Some(field),
+            Self::QuotaExceeded { resource, .. } | Self::LimitExceeded { resource, .. } => {
+                Some(resource)
+            }
             _ => None,
         }
     }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod health;
 pub mod page;
 pub mod registry;
+pub mod resources;
 
 pub use access::{AccessService, Principal};
 pub use agentd_store::AgentFilter;
@@ -21,6 +22,7 @@ pub use config::Config;
 pub use error::Error;
 pub use page::{Page, PageRequest};
 pub use registry::{RegistryService, SpecPatch};
+pub use resources::ResourceService;
 
 /// The running services of one agentd node.
 #[derive(Clone)]
@@ -30,6 +32,7 @@ pub struct Runtime {
     pub access: Arc<AccessService>,
     pub registry: Arc<RegistryService>,
     pub capabilities: Arc<CapabilityService>,
+    pub resources: Arc<ResourceService>,
     /// When this node started, for `/health` and `/info`.
     pub started_at: agentd_core::Timestamp,
 }
@@ -56,6 +59,7 @@ impl Runtime {
             config: Arc::new(config),
             registry: Arc::new(RegistryService::new(store.clone(), policy)),
             capabilities: Arc::new(CapabilityService::new(store.clone())),
+            resources: Arc::new(ResourceService::new(store.clone())),
             store,
             access,
             started_at: agentd_core::now(),

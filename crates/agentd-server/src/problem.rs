@@ -27,6 +27,8 @@ pub fn status_and_title(code: ErrorCode) -> (StatusCode, &'static str) {
         ErrorCode::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
         ErrorCode::Conflict => (StatusCode::CONFLICT, "Conflict"),
         ErrorCode::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "Precondition failed"),
+        ErrorCode::QuotaExceeded => (StatusCode::TOO_MANY_REQUESTS, "Quota exceeded"),
+        ErrorCode::LimitExceeded => (StatusCode::FORBIDDEN, "Resource limit exceeded"),
         ErrorCode::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "Service unavailable"),
         ErrorCode::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"),
     }
@@ -46,6 +48,7 @@ pub fn code_for_status(status: StatusCode) -> ErrorCode {
         StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Unavailable,
         StatusCode::CONFLICT => ErrorCode::Conflict,
         StatusCode::PRECONDITION_FAILED => ErrorCode::PreconditionFailed,
+        StatusCode::TOO_MANY_REQUESTS => ErrorCode::QuotaExceeded,
         _ => ErrorCode::Internal,
     }
 }

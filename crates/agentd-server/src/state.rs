@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use agentd_runtime::{AccessService, CapabilityService, Config, RegistryService, Runtime};
+use agentd_runtime::{
+    AccessService, CapabilityService, Config, RegistryService, ResourceService, Runtime,
+};
 use axum::extract::FromRef;
 
 use crate::metrics::Metrics;
@@ -14,6 +16,7 @@ pub struct AppState {
     pub access: Arc<AccessService>,
     pub registry: Arc<RegistryService>,
     pub capabilities: Arc<CapabilityService>,
+    pub resources: Arc<ResourceService>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
 }
@@ -25,6 +28,7 @@ impl AppState {
             access: runtime.access.clone(),
             registry: runtime.registry.clone(),
             capabilities: runtime.capabilities.clone(),
+            resources: runtime.resources.clone(),
             config: runtime.config.clone(),
             metrics: Arc::new(Metrics::default()),
             runtime,

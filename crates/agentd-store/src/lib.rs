@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use agentd_core::agent::{
-    Agent, AgentEvent, AgentHealth, AgentStatus, AgentVersion, Capability, Endorsement,
+    Agent, AgentEvent, AgentHealth, AgentResources, AgentStatus, AgentVersion, Capability,
+    Endorsement,
 };
 use agentd_core::{AgentId, ApiKey, EventId, KeyId, Tenant, TenantId, TenantSlug, Timestamp};
 use async_trait::async_trait;
@@ -77,7 +78,7 @@ impl From<sqlx::Error> for StoreError {
 /// The whole store: every entity's trait plus connection-level operations.
 #[async_trait]
 pub trait Store:
-    TenantStore + KeyStore + AgentStore + CapabilityStore + Send + Sync + 'static
+    TenantStore + KeyStore + AgentStore + CapabilityStore + ResourceStore + Send + Sync + 'static
 {
     /// Which database this is.
     fn backend(&self) -> Backend;
@@ -255,6 +256,25 @@ pub trait CapabilityStore {
         endorsement: &Endorsement,
         event: &AgentEvent,
     ) -> Result<(), StoreError>;
+}
+
+/// Agents' resource limits and usage.
+#[async_trait]
+pub trait ResourceStore {
+    /// The agent's stored resources; `None` until first saved.
+    async fn get_resources(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+    ) -> Result<Option<AgentResources>, StoreError>;
+    /// Saves `resources` (whose `version` is the new one) if the stored version is still
+    /// `expected_version` (0: not stored yet), appending `events`.
+    async fn save_resources(
+        &self,
+        resources: &AgentResources,
+        expected_version: u64,
+        events: &[AgentEvent],
+    ) -> Result<Update, StoreError>;
 }
 
 /// Opens the database named by `url` (`sqlite:<path>` or `postgres://…`), creating a SQLite file if

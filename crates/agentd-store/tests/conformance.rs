@@ -2,7 +2,10 @@
 
 use std::sync::Arc;
 
-use agentd_core::agent::{Agent, AgentEvent, AgentEventKind, AgentHealth, AgentSpec, AgentStatus};
+use agentd_core::agent::{
+    Agent, AgentEvent, AgentEventKind, AgentHealth, AgentResources, AgentSpec, AgentStatus,
+    Capability, Endorsement, ResourceLimits, ResourceUsage,
+};
 use agentd_core::{ApiKey, KeyId, KeyName, NewApiKey, Scope, ScopeSet, Tenant, TenantSlug};
 use agentd_store::{AgentFilter, Store, StoreError, Update};
 use agentd_testkit::{backend_tests, TestDb};
@@ -349,7 +352,135 @@ async fn agents_keep_versions_events_and_tenants(db: TestDb) {
     );
 }
 
+async fn capabilities_and_resources_round_trip(db: TestDb) {
+    let store = open(&db).await;
+    let (a, b) = (tenant("caps-a"), tenant("caps-b"));
+    store.create_tenant(&a).await.unwrap();
+    store.create_tenant(&b).await.unwrap();
+    let mut owner = agent(&a, "skilled", &[]);
+    owner.spec.skills = vec!["research".to_owned()];
+    store.create_agent(&owner, &[]).await.unwrap();
+    let event = || {
+        AgentEvent::new(
+            &owner,
+            AgentEventKind::CapabilityChanged,
+            "add capability",
+            "k",
+        )
+    };
+
+    let declared = store.list_capabilities(a.id, owner.id).await.unwrap();
+    assert_eq!(
+        declared.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["research"]
+    );
+    let now = agentd_core::now();
+    let mut coding = Capability {
+        tenant_id: a.id,
+        agent_id: owner.id,
+        name: "coding".to_owned(),
+        description: None,
+        proficiency: 0.25,
+        experience: 2,
+        endorsements: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    store.add_capability(&coding, &event()).await.unwrap();
+    assert!(matches!(
+        store.add_capability(&coding, &event()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    coding.proficiency = 0.75;
+    assert_eq!(
+        store.update_capability(&coding, &event()).await.unwrap(),
+        Update::Applied
+    );
+    let mut foreign = coding.clone();
+    foreign.tenant_id = b.id;
+    assert_eq!(
+        store.update_capability(&foreign, &event()).await.unwrap(),
+        Update::Missing
+    );
+    let endorsement = Endorsement {
+        tenant_id: a.id,
+        agent_id: owner.id,
+        capability: "coding".to_owned(),
+        endorser: "k1".to_owned(),
+        comment: Some("good".to_owned()),
+        created_at: now,
+    };
+    store.add_endorsement(&endorsement, &event()).await.unwrap();
+    assert!(matches!(
+        store.add_endorsement(&endorsement, &event()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let stored = store
+        .get_capability(a.id, owner.id, "coding")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((stored.proficiency, stored.endorsements), (0.75, 1));
+    assert_eq!(
+        store
+            .get_capability(b.id, owner.id, "coding")
+            .await
+            .unwrap(),
+        None
+    );
+    let by_capability = AgentFilter {
+        capability: Some("coding".to_owned()),
+        ..AgentFilter::default()
+    };
+    assert_eq!(
+        store
+            .list_agents(a.id, &by_capability, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    assert_eq!(store.get_resources(a.id, owner.id).await.unwrap(), None);
+    let mut resources = AgentResources {
+        tenant_id: a.id,
+        agent_id: owner.id,
+        limits: ResourceLimits {
+            api_quota: Some(5),
+            ..ResourceLimits::default()
+        },
+        usage: ResourceUsage::default(),
+        reset_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    assert_eq!(
+        store.save_resources(&resources, 0, &[]).await.unwrap(),
+        Update::Applied
+    );
+    assert_eq!(
+        store.save_resources(&resources, 0, &[]).await.unwrap(),
+        Update::Stale("0".to_owned())
+    );
+    resources.usage.api_calls = 4;
+    resources.version = 2;
+    assert_eq!(
+        store.save_resources(&resources, 1, &[]).await.unwrap(),
+        Update::Applied
+    );
+    assert_eq!(
+        store.save_resources(&resources, 1, &[]).await.unwrap(),
+        Update::Stale("1".to_owned())
+    );
+    assert_eq!(
+        store.get_resources(a.id, owner.id).await.unwrap(),
+        Some(resources)
+    );
+    assert_eq!(store.get_resources(b.id, owner.id).await.unwrap(), None);
+}
+
 backend_tests!(
+    capabilities_and_resources_round_trip,
     agents_keep_versions_events_and_tenants,
     tenants_are_created_found_and_unique_by_slug,
     first_tenant_and_key_are_created_once,

@@ -811,12 +811,29 @@ impl From<HealthReport> for AgentHealthView {
     }
 }
 
-/// Records a heartbeat: the agent is healthy now, and an `initializing` agent becomes `idle`.
+/// Gauges an agent reports with its heartbeat.
+#[derive(Deserialize, ToSchema, Default)]
+pub struct UsageGauges {
+    pub cpu_millicores: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub storage_mb: Option<u64>,
+    pub network_mbps: Option<u64>,
+}
+
+/// A heartbeat, optionally with the agent's current resource usage.
+#[derive(Deserialize, ToSchema, Default)]
+pub struct HeartbeatRequest {
+    pub usage: Option<UsageGauges>,
+}
+
+/// Records a heartbeat: the agent is healthy now, and an `initializing` agent becomes `idle`. The
+/// optional `usage` updates the gauges shown at `/agents/{id}/resources`.
 #[utoipa::path(
     post,
     path = "/agents/{agent_id}/heartbeat",
     tag = "agents",
     params(AgentPath),
+    request_body(content = Option<HeartbeatRequest>, description = "Optional resource usage"),
     security(("bearer" = ["agents:write"])),
     responses(
         (status = 200, body = AgentHealthView),
@@ -826,9 +843,28 @@ impl From<HealthReport> for AgentHealthView {
 async fn heartbeat(
     auth: Auth<scopes::AgentsWrite>,
     State(registry): State<Arc<RegistryService>>,
+    State(resources): State<Arc<agentd_runtime::ResourceService>>,
     Path(path): Path<AgentPath>,
+    body: axum::body::Bytes,
 ) -> Result<axum::Json<AgentHealthView>, ApiError> {
+    // The body is optional: an empty one is a plain heartbeat.
+    let request: HeartbeatRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        HeartbeatRequest::default()
+    } else {
+        crate::extract::parse_json(&body)?
+    };
     let report = registry.heartbeat(&auth.principal, path.agent_id).await?;
+    if let Some(usage) = request.usage {
+        let gauges = agentd_runtime::resources::Gauges {
+            cpu_millicores: usage.cpu_millicores,
+            memory_mb: usage.memory_mb,
+            storage_mb: usage.storage_mb,
+            network_mbps: usage.network_mbps,
+        };
+        resources
+            .report(&auth.principal, path.agent_id, gauges)
+            .await?;
+    }
     Ok(axum::Json(AgentHealthView::from(report)))
 }
 

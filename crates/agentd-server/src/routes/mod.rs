@@ -8,6 +8,7 @@ use crate::state::AppState;
 pub mod agents;
 pub mod capabilities;
 pub mod keys;
+pub mod resources;
 pub mod system;
 
 /// Every API route, with its documentation.
@@ -17,4 +18,5 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(keys::router())
         .merge(agents::router())
         .merge(capabilities::router())
+        .merge(resources::router())
 }
