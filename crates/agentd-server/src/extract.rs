@@ -185,3 +185,22 @@ fn guess_param(params: &[(String, String)], message: &str) -> String {
         (None, _) => "path".to_owned(),
     }
 }
+
+/// For optional bodies: an empty (or blank) body is `T::default()`, anything else must be JSON of `T`.
+pub fn optional_json<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse_json(bytes)
+    }
+}
+
+/// `deserialize_with` for patch fields: absent → `None` (keep, with `#[serde(default)]`), `null` →
+/// `Some(None)` (clear), a value → `Some(Some(value))`.
+pub fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
+}

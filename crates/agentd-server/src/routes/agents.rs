@@ -4,11 +4,9 @@
 use std::sync::Arc;
 
 use agentd_core::agent::{
-    Agent, AgentEvent, AgentHealth, AgentKind, AgentSpec, AgentStatus, AgentVersion,
-    LifecycleAction, McpServerSpec, ToolSpec,
+    Agent, AgentHealth, AgentKind, AgentSpec, AgentStatus, LifecycleAction, McpServerSpec, ToolSpec,
 };
-use agentd_core::{AgentId, ErrorCode, EventId};
-use agentd_runtime::registry::HealthReport;
+use agentd_core::{AgentId, ErrorCode};
 use agentd_runtime::{AgentFilter, PageRequest, RegistryService, SpecPatch};
 
 use axum::extract::State;
@@ -16,7 +14,7 @@ use axum::http::header::{ETAG, IF_MATCH};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::openapi::{ObjectBuilder, Type};
 use utoipa::{IntoParams, ToSchema};
@@ -32,12 +30,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_agents, create_agent))
         .routes(routes!(get_agent, update_agent, delete_agent))
-        .routes(routes!(list_versions))
-        .routes(routes!(list_events))
         .routes(routes!(set_status))
         .routes(routes!(lifecycle))
-        .routes(routes!(heartbeat))
-        .routes(routes!(health))
 }
 
 fn string_enum_schema(values: impl Iterator<Item = &'static str>) -> ObjectBuilder {
@@ -45,13 +39,13 @@ fn string_enum_schema(values: impl Iterator<Item = &'static str>) -> ObjectBuild
         .schema_type(Type::String)
         .enum_values(Some(values))
 }
-fn status_schema() -> ObjectBuilder {
+pub(crate) fn status_schema() -> ObjectBuilder {
     string_enum_schema(AgentStatus::ALL.iter().map(|s| s.as_str()))
 }
-fn health_schema() -> ObjectBuilder {
+pub(crate) fn health_schema() -> ObjectBuilder {
     string_enum_schema(AgentHealth::ALL.iter().map(|s| s.as_str()))
 }
-fn kind_schema() -> ObjectBuilder {
+pub(crate) fn kind_schema() -> ObjectBuilder {
     string_enum_schema(AgentKind::ALL.iter().map(|s| s.as_str()))
 }
 fn action_schema() -> ObjectBuilder {
@@ -203,13 +197,6 @@ impl From<CreateAgentRequest> for AgentSpec {
     }
 }
 
-/// Absent → `None` (keep); `null` → `Some(None)` (clear); a value → `Some(Some(value))`.
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    deserializer: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
 /// Changes to an agent's spec: absent fields are kept, `null` clears an optional field. Every change
 /// makes a new version. Send the version you read as `If-Match` (or `version`) to refuse lost updates.
 #[derive(Deserialize, ToSchema)]
@@ -217,24 +204,24 @@ pub struct UpdateAgentRequest {
     /// The version this change is based on; like `If-Match`, a stale one is refused with 412.
     pub version: Option<u32>,
     pub name: Option<String>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::extract::nullable")]
     pub description: Option<Option<String>>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::extract::nullable")]
     pub instructions: Option<Option<String>>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::extract::nullable")]
     pub model: Option<Option<String>>,
     pub tools: Option<Vec<ToolBody>>,
     pub mcp_servers: Option<Vec<McpServerBody>>,
     pub skills: Option<Vec<String>>,
     pub tags: Option<Vec<String>>,
     pub metadata: Option<Map<String, Value>>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::extract::nullable")]
     pub agent_url: Option<Option<String>>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::extract::nullable")]
     pub health_path: Option<Option<String>>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::extract::nullable")]
     pub team_id: Option<Option<String>>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::extract::nullable")]
     pub owner: Option<Option<String>>,
 }
 
@@ -550,140 +537,6 @@ async fn delete_agent(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// One version of an agent's spec.
-#[derive(Serialize, ToSchema)]
-pub struct AgentVersionView {
-    pub version: u32,
-    pub name: String,
-    pub description: Option<String>,
-    pub instructions: Option<String>,
-    pub model: Option<String>,
-    pub tools: Vec<ToolBody>,
-    pub skills: Vec<String>,
-    pub tags: Vec<String>,
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<AgentVersion> for AgentVersionView {
-    fn from(version: AgentVersion) -> Self {
-        Self {
-            version: version.version,
-            name: version.spec.name,
-            description: version.spec.description,
-            instructions: version.spec.instructions,
-            model: version.spec.model,
-            tools: version.spec.tools.into_iter().map(ToolBody::from).collect(),
-            skills: version.spec.skills,
-            tags: version.spec.tags,
-            created_at: version.created_at,
-        }
-    }
-}
-
-/// Every spec version of the agent.
-#[derive(Serialize, ToSchema)]
-pub struct AgentVersionList {
-    pub data: Vec<AgentVersionView>,
-}
-
-/// The agent's spec versions, oldest first.
-#[utoipa::path(
-    get,
-    path = "/agents/{agent_id}/versions",
-    tag = "agents",
-    params(AgentPath),
-    security(("bearer" = ["agents:read"])),
-    responses((status = 200, body = AgentVersionList))
-)]
-async fn list_versions(
-    auth: Auth<scopes::AgentsRead>,
-    State(registry): State<Arc<RegistryService>>,
-    Path(path): Path<AgentPath>,
-) -> Result<axum::Json<AgentVersionList>, ApiError> {
-    let versions = registry
-        .versions(auth.principal.tenant_id, path.agent_id)
-        .await?;
-    Ok(axum::Json(AgentVersionList {
-        data: versions.into_iter().map(AgentVersionView::from).collect(),
-    }))
-}
-
-/// One entry of an agent's event log.
-#[derive(Serialize, ToSchema)]
-pub struct AgentEventView {
-    pub id: uuid::Uuid,
-    /// `created`, `status_changed`, `config_updated` or `health_changed`.
-    pub kind: String,
-    /// What caused it: `create`, `pause`, `set status`, `ready`, `update`…
-    pub action: String,
-    #[schema(schema_with = status_schema)]
-    pub from_status: Option<AgentStatus>,
-    #[schema(schema_with = status_schema)]
-    pub to_status: Option<AgentStatus>,
-    /// The API key id that caused it, or `system`.
-    pub actor: String,
-    #[schema(value_type = Object)]
-    pub detail: Value,
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<AgentEvent> for AgentEventView {
-    fn from(event: AgentEvent) -> Self {
-        Self {
-            id: event.id.as_uuid(),
-            kind: event.kind.as_str().to_owned(),
-            action: event.action,
-            from_status: event.from_status,
-            to_status: event.to_status,
-            actor: event.actor,
-            detail: event.detail,
-            created_at: event.created_at,
-        }
-    }
-}
-
-/// A page of events.
-#[derive(Serialize, ToSchema)]
-pub struct AgentEventList {
-    pub data: Vec<AgentEventView>,
-    pub next_cursor: Option<String>,
-}
-
-/// Pagination of a list.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// Items per page, 1 to 500 (default 50).
-    pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
-/// The agent's lifecycle, health and configuration events, oldest first.
-#[utoipa::path(
-    get,
-    path = "/agents/{agent_id}/events",
-    tag = "agents",
-    params(AgentPath, PageQuery),
-    security(("bearer" = ["agents:read"])),
-    responses((status = 200, body = AgentEventList))
-)]
-async fn list_events(
-    auth: Auth<scopes::AgentsRead>,
-    State(registry): State<Arc<RegistryService>>,
-    Path(path): Path<AgentPath>,
-    Query(query): Query<PageQuery>,
-) -> Result<axum::Json<AgentEventList>, ApiError> {
-    let page: PageRequest<EventId> = PageRequest::parse(query.limit, query.cursor.as_deref())?;
-    let page = registry
-        .events(auth.principal.tenant_id, path.agent_id, page)
-        .await?;
-    Ok(axum::Json(AgentEventList {
-        data: page.items.into_iter().map(AgentEventView::from).collect(),
-        next_cursor: page.next_cursor,
-    }))
-}
-
 /// A status to set.
 #[derive(Deserialize, ToSchema)]
 pub struct SetStatusRequest {
@@ -751,139 +604,4 @@ async fn lifecycle(
         .act(&auth.principal, path.agent_id, path.action)
         .await?;
     Ok(with_etag(StatusCode::OK, agent))
-}
-
-/// Health thresholds, as silence in seconds.
-#[derive(Serialize, ToSchema)]
-pub struct HealthThresholds {
-    pub heartbeat_interval_seconds: f64,
-    pub degraded_after_seconds: f64,
-    pub unhealthy_after_seconds: f64,
-    pub critical_after_seconds: f64,
-}
-
-/// An agent's health and why.
-#[derive(Serialize, ToSchema)]
-pub struct AgentHealthView {
-    pub agent_id: uuid::Uuid,
-    /// The health last recorded (by a heartbeat or the sweeper).
-    #[schema(schema_with = health_schema)]
-    pub health: AgentHealth,
-    /// What the thresholds say at this moment; the sweeper records it on its next pass.
-    #[schema(schema_with = health_schema)]
-    pub current_verdict: AgentHealth,
-    /// The reasoning behind the verdict.
-    pub reason: String,
-    #[schema(schema_with = status_schema)]
-    pub status: AgentStatus,
-    #[schema(schema_with = kind_schema)]
-    pub kind: AgentKind,
-    pub last_heartbeat_at: Option<DateTime<Utc>>,
-    /// Seconds since the agent was last heard from (or created, if never); absent when not watched.
-    pub silence_seconds: Option<f64>,
-    pub missed_intervals: u32,
-    pub thresholds: HealthThresholds,
-    /// The URL probed for a remote agent.
-    pub probe_url: Option<String>,
-}
-
-impl From<HealthReport> for AgentHealthView {
-    fn from(report: HealthReport) -> Self {
-        let policy = &report.policy;
-        Self {
-            agent_id: report.agent.id.as_uuid(),
-            health: report.agent.health,
-            current_verdict: report.verdict.health,
-            reason: report.verdict.reason,
-            status: report.agent.status,
-            kind: report.agent.spec.kind,
-            last_heartbeat_at: report.agent.last_heartbeat_at,
-            silence_seconds: report.verdict.silence.map(|s| s.as_secs_f64()),
-            missed_intervals: report.verdict.missed,
-            thresholds: HealthThresholds {
-                heartbeat_interval_seconds: policy.interval.as_secs_f64(),
-                degraded_after_seconds: policy.threshold(policy.degraded_after).as_secs_f64(),
-                unhealthy_after_seconds: policy.threshold(policy.unhealthy_after).as_secs_f64(),
-                critical_after_seconds: policy.threshold(policy.critical_after).as_secs_f64(),
-            },
-            probe_url: report.probe_url,
-        }
-    }
-}
-
-/// Gauges an agent reports with its heartbeat.
-#[derive(Deserialize, ToSchema, Default)]
-pub struct UsageGauges {
-    pub cpu_millicores: Option<u64>,
-    pub memory_mb: Option<u64>,
-    pub storage_mb: Option<u64>,
-    pub network_mbps: Option<u64>,
-}
-
-/// A heartbeat, optionally with the agent's current resource usage.
-#[derive(Deserialize, ToSchema, Default)]
-pub struct HeartbeatRequest {
-    pub usage: Option<UsageGauges>,
-}
-
-/// Records a heartbeat: the agent is healthy now, and an `initializing` agent becomes `idle`. The
-/// optional `usage` updates the gauges shown at `/agents/{id}/resources`.
-#[utoipa::path(
-    post,
-    path = "/agents/{agent_id}/heartbeat",
-    tag = "agents",
-    params(AgentPath),
-    request_body(content = Option<HeartbeatRequest>, description = "Optional resource usage"),
-    security(("bearer" = ["agents:write"])),
-    responses(
-        (status = 200, body = AgentHealthView),
-        (status = 409, description = "The agent is stopped or terminated", body = crate::problem::Problem, content_type = "application/problem+json"),
-    )
-)]
-async fn heartbeat(
-    auth: Auth<scopes::AgentsWrite>,
-    State(registry): State<Arc<RegistryService>>,
-    State(resources): State<Arc<agentd_runtime::ResourceService>>,
-    Path(path): Path<AgentPath>,
-    body: axum::body::Bytes,
-) -> Result<axum::Json<AgentHealthView>, ApiError> {
-    // The body is optional: an empty one is a plain heartbeat.
-    let request: HeartbeatRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        HeartbeatRequest::default()
-    } else {
-        crate::extract::parse_json(&body)?
-    };
-    let report = registry.heartbeat(&auth.principal, path.agent_id).await?;
-    if let Some(usage) = request.usage {
-        let gauges = agentd_runtime::resources::Gauges {
-            cpu_millicores: usage.cpu_millicores,
-            memory_mb: usage.memory_mb,
-            storage_mb: usage.storage_mb,
-            network_mbps: usage.network_mbps,
-        };
-        resources
-            .report(&auth.principal, path.agent_id, gauges)
-            .await?;
-    }
-    Ok(axum::Json(AgentHealthView::from(report)))
-}
-
-/// The agent's health and the reasoning behind it: silence, missed intervals and thresholds.
-#[utoipa::path(
-    get,
-    path = "/agents/{agent_id}/health",
-    tag = "agents",
-    params(AgentPath),
-    security(("bearer" = ["agents:read"])),
-    responses((status = 200, body = AgentHealthView))
-)]
-async fn health(
-    auth: Auth<scopes::AgentsRead>,
-    State(registry): State<Arc<RegistryService>>,
-    Path(path): Path<AgentPath>,
-) -> Result<axum::Json<AgentHealthView>, ApiError> {
-    let report = registry
-        .health(auth.principal.tenant_id, path.agent_id)
-        .await?;
-    Ok(axum::Json(AgentHealthView::from(report)))
 }

@@ -9,7 +9,7 @@ use agentd_runtime::CapabilityService;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -75,16 +75,10 @@ pub struct AddCapabilityRequest {
     pub experience: Option<u64>,
 }
 
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    deserializer: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
 /// Changes to a capability; absent fields are kept, a `null` description clears it.
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateCapabilityRequest {
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::extract::nullable")]
     pub description: Option<Option<String>>,
     /// 0 to 1.
     pub proficiency: Option<f64>,
@@ -209,12 +203,7 @@ async fn endorse(
     Path(path): Path<CapabilityPath>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, axum::Json<CapabilityView>), ApiError> {
-    // The body is optional: an empty one is an endorsement without a comment.
-    let request: EndorseRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        EndorseRequest::default()
-    } else {
-        crate::extract::parse_json(&body)?
-    };
+    let request: EndorseRequest = crate::extract::optional_json(&body)?;
     let comment = request.comment;
     let capability = capabilities
         .endorse(&auth.principal, path.agent_id, &path.capability, comment)

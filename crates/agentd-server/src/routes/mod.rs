@@ -5,6 +5,8 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::state::AppState;
 
+pub mod agent_health;
+pub mod agent_history;
 pub mod agents;
 pub mod capabilities;
 pub mod keys;
@@ -17,6 +19,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(system::router())
         .merge(keys::router())
         .merge(agents::router())
+        .merge(agent_history::router())
+        .merge(agent_health::router())
         .merge(capabilities::router())
         .merge(resources::router())
 }

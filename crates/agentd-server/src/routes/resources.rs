@@ -7,7 +7,7 @@ use agentd_runtime::resources::{Consumption, LimitsPatch};
 use agentd_runtime::ResourceService;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -91,28 +91,22 @@ impl From<AgentResources> for ResourcesView {
     }
 }
 
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    deserializer: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
 /// New limits: absent fields are kept, `null` removes a limit.
 #[derive(Deserialize, ToSchema)]
 pub struct LimitsRequest {
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::extract::nullable")]
     #[schema(value_type = Option<u64>)]
     pub cpu_millicores: Option<Option<u64>>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::extract::nullable")]
     #[schema(value_type = Option<u64>)]
     pub memory_mb: Option<Option<u64>>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::extract::nullable")]
     #[schema(value_type = Option<u64>)]
     pub storage_mb: Option<Option<u64>>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::extract::nullable")]
     #[schema(value_type = Option<u64>)]
     pub network_mbps: Option<Option<u64>>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(default, deserialize_with = "crate::extract::nullable")]
     #[schema(value_type = Option<u64>)]
     pub api_quota: Option<Option<u64>>,
 }

@@ -1,8 +1,9 @@
 //! The SQL backends. Both speak the same SQL: statements use `$n` parameters (which SQLite accepts as
 //! numbered parameters), ids are UUID text, times are milliseconds since the epoch, and lists are JSON
-//! text. So the query code is written once, in `common.rs`, and compiled twice: `sqlite.rs` and
-//! `postgres.rs` each `include!` it with `Db` set to their sqlx database type. What differs between the
-//! backends (connection options, migrations) stays in those two files.
+//! text. So the query code is written once, in `shared/*.rs`, and compiled twice: `sqlite.rs` and
+//! `postgres.rs` each include those files (through [`shared_queries!`]) with `Db` set to their sqlx
+//! database type. What differs between the backends (connection options, migrations) stays in those
+//! two files.
 
 use agentd_core::{ScopeSet, Timestamp};
 
@@ -10,6 +11,56 @@ use crate::StoreError;
 
 pub mod postgres;
 pub mod sqlite;
+
+/// Includes the shared query code, one module per entity, into a backend module that defines `Db`
+/// and `SqlStore`. The trait implementations inside apply to that backend's `SqlStore`.
+macro_rules! shared_queries {
+    () => {
+        type DbRow = <Db as sqlx::Database>::Row;
+
+        mod tenants {
+            use super::*;
+            use crate::sql::prelude::*;
+            include!("shared/tenants.rs");
+        }
+        mod agents {
+            use super::*;
+            use crate::sql::prelude::*;
+            include!("shared/agents.rs");
+        }
+        mod capabilities {
+            use super::*;
+            use crate::sql::prelude::*;
+            include!("shared/capabilities.rs");
+        }
+        mod resources {
+            use super::*;
+            use crate::sql::prelude::*;
+            include!("shared/resources.rs");
+        }
+    };
+}
+pub(crate) use shared_queries;
+
+/// What the shared query code uses, in one place. (`async_trait` and `StoreError` reach it through the
+/// backend module, which uses them too.)
+mod prelude {
+    pub(super) use agentd_core::agent::{
+        Agent, AgentEvent, AgentHealth, AgentResources, AgentStatus, AgentVersion, Capability,
+        Endorsement,
+    };
+    pub(super) use agentd_core::{
+        AgentId, ApiKey, EventId, KeyId, KeyName, Tenant, TenantId, TenantSlug, Timestamp,
+    };
+    pub(super) use sqlx::Row;
+
+    pub(super) use super::{
+        json_column, parse_column, scopes_from_json, scopes_to_json, time_from_millis, to_json_text,
+    };
+    pub(super) use crate::{
+        AgentFilter, AgentStore, CapabilityStore, KeyStore, ResourceStore, TenantStore, Update,
+    };
+}
 
 /// Milliseconds since the epoch → timestamp.
 fn time_from_millis(table: &'static str, millis: i64) -> Result<Timestamp, StoreError> {

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::{Backend, Store};
+use async_trait::async_trait;
+
+use crate::{Backend, Store, StoreError};
 
 type Db = sqlx::Postgres;
 
@@ -17,7 +19,7 @@ pub struct PgStore {
 
 type SqlStore = PgStore;
 
-include!("common.rs");
+crate::sql::shared_queries!();
 
 impl PgStore {
     /// Connects to the server named by a `postgres://` URL and migrates the schema.

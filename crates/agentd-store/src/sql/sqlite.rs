@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use crate::{Backend, Store};
+use async_trait::async_trait;
+
+use crate::{Backend, Store, StoreError};
 
 type Db = sqlx::Sqlite;
 
@@ -17,7 +19,7 @@ pub struct SqliteStore {
 
 type SqlStore = SqliteStore;
 
-include!("common.rs");
+crate::sql::shared_queries!();
 
 impl SqliteStore {
     /// Opens (creating if missing) the database file named by a `sqlite:` URL and migrates it.
