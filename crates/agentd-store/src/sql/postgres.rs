@@ -1,5 +1,5 @@
 //! The PostgreSQL backend, for several agentd nodes sharing one database. The queries are the shared
-//! ones in `common.rs`; a schema can be chosen with the URL's `options=-c search_path=…`.
+//! ones in `shared/`; a schema can be chosen with the URL's `options=-c search_path=…`.
 
 use std::str::FromStr;
 use std::time::Duration;

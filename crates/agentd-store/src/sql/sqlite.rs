@@ -1,5 +1,5 @@
 //! The SQLite backend: one file in WAL mode, foreign keys on, writers waiting on each other rather
-//! than failing. The queries are the shared ones in `common.rs`.
+//! than failing. The queries are the shared ones in `shared/`.
 
 use std::str::FromStr;
 use std::time::Duration;
