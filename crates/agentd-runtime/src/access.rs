@@ -1,7 +1,9 @@
 //! Access: who is calling (authentication by API key), what they may do (scopes), and the keys
 //! themselves. Tenancy starts here: a principal carries its tenant, and every later call passes it on.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use agentd_core::{
     ApiKey, KeyId, KeyName, NewApiKey, PlainKey, Scope, ScopeSet, Tenant, TenantId, TenantSlug,
@@ -13,6 +15,11 @@ use crate::{Error, Page, PageRequest};
 
 /// Last-use times are written at most this often per key, so authentication stays a read.
 const TOUCH_INTERVAL_SECONDS: i64 = 60;
+/// How long a verified key is trusted from memory before it is read again. Deleting a key evicts it
+/// at once on this node; other nodes sharing the database notice within this time.
+const KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Keys held in memory at most; the cache is emptied when it would grow past this.
+const KEY_CACHE_MAX: usize = 10_000;
 
 /// An authenticated caller.
 #[derive(Clone, Debug)]
@@ -36,11 +43,54 @@ impl Principal {
 /// Authentication and API key management.
 pub struct AccessService {
     store: Arc<dyn Store>,
+    /// Verified keys by hash, with the time they were read from the store.
+    cache: RwLock<HashMap<String, (ApiKey, Instant)>>,
 }
 
 impl AccessService {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+        Self {
+            store,
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The key with this hash: from memory while fresh, else from the store.
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, Error> {
+        let cached = self
+            .cache
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(hash)
+            .filter(|(_, read_at)| read_at.elapsed() < KEY_CACHE_TTL)
+            .map(|(key, _)| key.clone());
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let stored = self.store.find_key_by_hash(hash).await?;
+        if let Some(key) = &stored {
+            self.remember(key.clone());
+        }
+        Ok(stored)
+    }
+
+    fn remember(&self, key: ApiKey) {
+        let mut cache = self
+            .cache
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if cache.len() >= KEY_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key.hash.clone(), (key, Instant::now()));
+    }
+
+    fn forget(&self, id: KeyId) {
+        let mut cache = self
+            .cache
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        cache.retain(|_, (key, _)| key.id != id);
     }
 
     /// Resolves a bearer credential to a principal. Unknown, malformed and expired keys are all
@@ -48,9 +98,8 @@ impl AccessService {
     pub async fn authenticate(&self, credential: &str) -> Result<Principal, Error> {
         let plain = PlainKey::parse(credential)
             .ok_or(Error::InvalidCredentials("not an agentd API key"))?;
-        let key = self
-            .store
-            .find_key_by_hash(&plain.hash())
+        let mut key = self
+            .key_by_hash(&plain.hash())
             .await?
             .ok_or(Error::InvalidCredentials("unknown or deleted API key"))?;
         let now = agentd_core::now();
@@ -62,6 +111,8 @@ impl AccessService {
             .is_none_or(|at| now - at >= Duration::seconds(TOUCH_INTERVAL_SECONDS));
         if stale {
             self.store.touch_key(key.tenant_id, key.id, now).await?;
+            key.last_used_at = Some(now);
+            self.remember(key.clone());
         }
         Ok(Principal {
             tenant_id: key.tenant_id,
@@ -144,7 +195,9 @@ impl AccessService {
     /// Deletes a key of the tenant; it stops working at once.
     #[tracing::instrument(skip_all, fields(tenant.id = %tenant, key.id = %id))]
     pub async fn delete_key(&self, tenant: TenantId, id: KeyId) -> Result<(), Error> {
-        if self.store.delete_key(tenant, id).await? {
+        let deleted = self.store.delete_key(tenant, id).await?;
+        self.forget(id);
+        if deleted {
             tracing::info!("API key deleted");
             Ok(())
         } else {
