@@ -2,6 +2,10 @@
 //! `Auth<scopes::KeysRead>` cannot run unless the caller presented a valid key holding `keys:read`;
 //! routes without an `Auth` argument are public. The scope each route needs is also written in its
 //! OpenAPI `security` entry, and the API tests check the two agree, route by route.
+//!
+//! Scopes of a resource with ids (`agents:read`) are checked per resource on routes that name one: on
+//! `/agents/{agent_id}/…` the key needs `agents:<agent_id>:read`, which `agents:read` and
+//! `agents:*:read` also grant. So a key scoped to one agent reaches that agent and no other.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -18,6 +22,8 @@ use crate::problem::ApiError;
 pub trait RequiredScope {
     /// The scope in AgentOS form.
     const SCOPE: &'static str;
+    /// The path parameter that names the resource, for per-resource scopes (`agent_id` for agents).
+    const ID_PARAM: Option<&'static str> = None;
 }
 
 /// The scope marker types: the route → scope table, in one place.
@@ -25,12 +31,13 @@ pub mod scopes {
     use super::RequiredScope;
 
     macro_rules! scope_markers {
-        ($($(#[$doc:meta])* $name:ident = $scope:literal;)*) => {
+        ($($(#[$doc:meta])* $name:ident = $scope:literal $(per $param:literal)?;)*) => {
             $(
                 $(#[$doc])*
                 pub struct $name;
                 impl RequiredScope for $name {
                     const SCOPE: &'static str = $scope;
+                    $(const ID_PARAM: Option<&'static str> = Some($param);)?
                 }
             )*
             /// Every marker's scope, for tests.
@@ -50,11 +57,11 @@ pub mod scopes {
         /// Delete API keys.
         KeysDelete = "keys:delete";
         /// List and read agents, their versions and events.
-        AgentsRead = "agents:read";
+        AgentsRead = "agents:read" per "agent_id";
         /// Create agents, change their spec and drive their lifecycle.
-        AgentsWrite = "agents:write";
+        AgentsWrite = "agents:write" per "agent_id";
         /// Terminate agents.
-        AgentsDelete = "agents:delete";
+        AgentsDelete = "agents:delete" per "agent_id";
     }
 }
 
@@ -76,13 +83,33 @@ where
         let credential = bearer_credential(parts)?;
         let access = Arc::<AccessService>::from_ref(state);
         let principal = access.authenticate(credential).await?;
-        let required = Scope::parse(S::SCOPE).map_err(|e| {
+        let internal = |e: agentd_core::scope::ScopeError| {
             ApiError::new(
                 ErrorCode::Internal,
                 format!("route scope {}: {e}", S::SCOPE),
             )
-        })?;
-        principal.require(&required)?;
+        };
+        let required = Scope::parse(S::SCOPE).map_err(internal)?;
+        let resource_id = match S::ID_PARAM {
+            Some(param) => path_param(parts, state, param).await,
+            None => None,
+        };
+        match resource_id {
+            None => principal.require(&required)?,
+            Some(id) => {
+                let (resource, action) = S::SCOPE.split_once(':').unwrap_or((S::SCOPE, ""));
+                // An id that is not a valid scope segment cannot name a resource; the path extractor
+                // rejects it next, so the resource-wide scope decides here.
+                let per_resource =
+                    Scope::parse(&format!("{resource}:{id}:{action}")).unwrap_or(required.clone());
+                if !principal.scopes.allows(&per_resource) {
+                    return Err(ApiError::new(
+                        ErrorCode::MissingScope,
+                        format!("missing scope `{required}` (or `{per_resource}` for this {resource} only)"),
+                    ));
+                }
+            }
+        }
         Ok(Self {
             principal,
             scope: PhantomData,
@@ -109,6 +136,17 @@ fn bearer_credential(parts: &Parts) -> Result<&str, ApiError> {
         )
         .into()),
     }
+}
+
+/// The raw value of one path parameter of the matched route.
+async fn path_param<St: Send + Sync>(parts: &mut Parts, state: &St, name: &str) -> Option<String> {
+    let params = axum::extract::RawPathParams::from_request_parts(parts, state)
+        .await
+        .ok()?;
+    params
+        .iter()
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
 }
 
 #[cfg(test)]

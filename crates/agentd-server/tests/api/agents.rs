@@ -681,7 +681,93 @@ async fn unknown_and_foreign_agents_are_404(db: TestDb) {
     assert_eq!(problem["field"], "agent_id");
 }
 
+async fn per_agent_scopes_reach_one_agent_only(db: TestDb) {
+    let app = spawn_app(db).await;
+    let mine = agent_in(&app, "idle").await;
+    let other = agent_in(&app, "idle").await;
+    let read = format!("agents:{mine}:read");
+    let write = format!("agents:{mine}:write");
+    let (_, key) = app.create_key(&[read.as_str(), write.as_str()]).await;
+    let call = |method: Method, path: String| app.request(method, &path, &key).send();
+
+    assert_eq!(
+        call(Method::GET, format!("/agents/{mine}"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        call(Method::GET, format!("/agents/{mine}/events"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        call(Method::POST, format!("/agents/{mine}/pause"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let problem = assert_problem(
+        call(Method::GET, format!("/agents/{other}")).await.unwrap(),
+        403,
+        "missing_scope",
+    )
+    .await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("agents:read") && detail.contains(&format!("agents:{other}:read")),
+        "{detail}"
+    );
+    assert_problem(
+        call(Method::POST, format!("/agents/{other}/pause"))
+            .await
+            .unwrap(),
+        403,
+        "missing_scope",
+    )
+    .await;
+    assert_problem(
+        call(Method::DELETE, format!("/agents/{mine}"))
+            .await
+            .unwrap(),
+        403,
+        "missing_scope",
+    )
+    .await;
+    assert_problem(
+        call(Method::GET, "/agents".to_owned()).await.unwrap(),
+        403,
+        "missing_scope",
+    )
+    .await;
+
+    let (_, wildcard) = app.create_key(&["agents:*:read"]).await;
+    let response = app
+        .request(Method::GET, &format!("/agents/{other}"), &wildcard)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let other_agent: Value = app
+        .get(&format!("/agents/{other}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        other_agent["status"], "idle",
+        "the scoped key changed nothing it may not reach"
+    );
+}
+
 backend_tests!(
+    per_agent_scopes_reach_one_agent_only,
     agents_are_created_from_either_api_shape,
     bad_specs_name_the_field,
     every_lifecycle_action_follows_the_state_machine,
