@@ -8,46 +8,7 @@ use serde_json::{json, Value};
 
 use crate::assert_problem;
 
-const STATUSES: [&str; 7] = [
-    "initializing",
-    "idle",
-    "busy",
-    "paused",
-    "stopped",
-    "terminated",
-    "error",
-];
-
-/// The lifecycle actions and the statuses each may start from, written out independently of the code.
-const ACTIONS: [(&str, &[&str]); 5] = [
-    ("spawn", &["stopped", "error"]),
-    ("pause", &["idle", "busy"]),
-    ("resume", &["paused"]),
-    ("restart", &["idle", "busy", "paused", "stopped", "error"]),
-    (
-        "terminate",
-        &["initializing", "idle", "busy", "paused", "stopped", "error"],
-    ),
-];
-
-/// `PUT /status`: from each status, the statuses it may move to.
-const STATUS_MOVES: [(&str, &[&str]); 7] = [
-    ("initializing", &["idle", "stopped", "error", "terminated"]),
-    (
-        "idle",
-        &["busy", "paused", "stopped", "error", "terminated"],
-    ),
-    (
-        "busy",
-        &["idle", "paused", "stopped", "error", "terminated"],
-    ),
-    ("paused", &["idle", "stopped", "error", "terminated"]),
-    ("stopped", &["initializing", "terminated"]),
-    ("error", &["initializing", "stopped", "terminated"]),
-    ("terminated", &[]),
-];
-
-async fn create(app: &TestApp, body: Value) -> Value {
+pub(crate) async fn create(app: &TestApp, body: Value) -> Value {
     let response = app.post_json("/agents", &body).send().await.unwrap();
     let status = response.status();
     let text = response.text().await.unwrap();
@@ -55,14 +16,14 @@ async fn create(app: &TestApp, body: Value) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-async fn post(app: &TestApp, path: &str) -> reqwest::Response {
+pub(crate) async fn post(app: &TestApp, path: &str) -> reqwest::Response {
     app.request(Method::POST, path, &app.admin_key)
         .send()
         .await
         .unwrap()
 }
 
-async fn put_status(app: &TestApp, id: &str, status: &str) -> reqwest::Response {
+pub(crate) async fn put_status(app: &TestApp, id: &str, status: &str) -> reqwest::Response {
     app.request(Method::PUT, &format!("/agents/{id}/status"), &app.admin_key)
         .json(&json!({"status": status}))
         .send()
@@ -71,7 +32,7 @@ async fn put_status(app: &TestApp, id: &str, status: &str) -> reqwest::Response 
 }
 
 /// An agent in `status`, reached through the API.
-async fn agent_in(app: &TestApp, status: &str) -> String {
+pub(crate) async fn agent_in(app: &TestApp, status: &str) -> String {
     let body = if status == "initializing" {
         json!({"name": "remote", "kind": "remote", "agent_url": "http://127.0.0.1:9"})
     } else {
@@ -206,121 +167,6 @@ async fn bad_specs_name_the_field(db: TestDb) {
         listed["data"].as_array().unwrap().len(),
         0,
         "nothing was half-created"
-    );
-}
-
-async fn every_lifecycle_action_follows_the_state_machine(db: TestDb) {
-    let app = spawn_app(db).await;
-    for (action, allowed_from) in ACTIONS {
-        for from in STATUSES {
-            let id = agent_in(&app, from).await;
-            let response = post(&app, &format!("/agents/{id}/{action}")).await;
-            if allowed_from.contains(&from) {
-                assert_eq!(response.status(), 200, "{action} from {from}");
-                let agent: Value = response.json().await.unwrap();
-                let expected = match action {
-                    "pause" => "paused",
-                    "terminate" => "terminated",
-                    _ => "idle",
-                };
-                assert_eq!(agent["status"], expected, "{action} from {from}");
-            } else {
-                let problem = assert_problem(response, 409, "conflict").await;
-                let detail = problem["detail"].as_str().unwrap();
-                assert!(detail.contains(&format!("that is {from}")), "{detail}");
-                for allowed in allowed_from {
-                    assert!(detail.contains(allowed), "{action} from {from}: {detail}");
-                }
-            }
-        }
-    }
-    let id = agent_in(&app, "idle").await;
-    let problem = assert_problem(
-        post(&app, &format!("/agents/{id}/explode")).await,
-        422,
-        "invalid_field",
-    )
-    .await;
-    assert_eq!(problem["field"], "action");
-}
-
-async fn every_status_change_follows_the_state_machine(db: TestDb) {
-    let app = spawn_app(db).await;
-    for (from, allowed) in STATUS_MOVES {
-        for to in STATUSES {
-            let id = agent_in(&app, from).await;
-            let response = put_status(&app, &id, to).await;
-            if allowed.contains(&to) {
-                assert_eq!(response.status(), 200, "{from} → {to}");
-            } else {
-                let problem = assert_problem(response, 409, "conflict").await;
-                let detail = problem["detail"].as_str().unwrap();
-                assert!(detail.contains(&format!("that is {from}")), "{detail}");
-                for target in allowed {
-                    assert!(detail.contains(target), "{from} → {to}: {detail}");
-                }
-            }
-        }
-    }
-    let id = agent_in(&app, "idle").await;
-    let problem = assert_problem(put_status(&app, &id, "asleep").await, 422, "invalid_field").await;
-    assert_eq!(problem["field"], "status");
-}
-
-async fn transitions_are_recorded_as_events(db: TestDb) {
-    let app = spawn_app(db).await;
-    let id = agent_in(&app, "idle").await;
-    assert_eq!(
-        post(&app, &format!("/agents/{id}/pause")).await.status(),
-        200
-    );
-    assert_eq!(
-        post(&app, &format!("/agents/{id}/resume")).await.status(),
-        200
-    );
-    assert_eq!(
-        post(&app, &format!("/agents/{id}/restart")).await.status(),
-        200
-    );
-    assert_eq!(put_status(&app, &id, "busy").await.status(), 200);
-    let mut events = Vec::new();
-    let mut path = format!("/agents/{id}/events?limit=2");
-    loop {
-        let page: Value = app.get(&path).send().await.unwrap().json().await.unwrap();
-        events.extend(page["data"].as_array().unwrap().iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(cursor) => path = format!("/agents/{id}/events?limit=2&cursor={cursor}"),
-            None => break,
-        }
-    }
-    let moves: Vec<(String, String, String)> = events
-        .iter()
-        .filter(|e| e["kind"] == "status_changed")
-        .map(|e| {
-            (
-                e["action"].as_str().unwrap().to_owned(),
-                e["from_status"].as_str().unwrap().to_owned(),
-                e["to_status"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    let expected = [
-        ("ready", "initializing", "idle"),
-        ("pause", "idle", "paused"),
-        ("resume", "paused", "idle"),
-        ("restart", "idle", "initializing"),
-        ("ready", "initializing", "idle"),
-        ("set status", "idle", "busy"),
-    ];
-    let expected: Vec<(String, String, String)> = expected
-        .iter()
-        .map(|(a, f, t)| (a.to_string(), f.to_string(), t.to_string()))
-        .collect();
-    assert_eq!(moves, expected);
-    assert_eq!(events[0]["kind"], "created");
-    assert_ne!(
-        events[1]["actor"], events[2]["actor"],
-        "the server settles, the key acts"
     );
 }
 
@@ -770,9 +616,6 @@ backend_tests!(
     per_agent_scopes_reach_one_agent_only,
     agents_are_created_from_either_api_shape,
     bad_specs_name_the_field,
-    every_lifecycle_action_follows_the_state_machine,
-    every_status_change_follows_the_state_machine,
-    transitions_are_recorded_as_events,
     patches_make_versions_and_if_match_refuses_stale_ones,
     delete_terminates_and_keeps_history,
     lists_filter_and_page,

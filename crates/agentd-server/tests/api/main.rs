@@ -6,6 +6,7 @@ mod capabilities;
 mod errors;
 mod health;
 mod keys;
+mod lifecycle;
 mod resources;
 mod routes;
 mod system;
