@@ -24,6 +24,8 @@ pub trait RequiredScope {
     const SCOPE: &'static str;
     /// The path parameter that names the resource, for per-resource scopes (`agent_id` for agents).
     const ID_PARAM: Option<&'static str> = None;
+    /// A list route: a key holding only per-resource scopes may list, narrowed to those resources.
+    const NARROWS_LIST: bool = false;
 }
 
 /// The scope marker types: the route → scope table, in one place.
@@ -43,6 +45,13 @@ pub mod scopes {
             /// Every marker's scope, for tests.
             pub const ALL: &[&str] = &[$($scope),*];
         };
+    }
+
+    /// List agents: `agents:read` lists every agent; per-agent read scopes list just those agents.
+    pub struct AgentsList;
+    impl RequiredScope for AgentsList {
+        const SCOPE: &'static str = "agents:read";
+        const NARROWS_LIST: bool = true;
     }
 
     scope_markers! {
@@ -68,6 +77,9 @@ pub mod scopes {
 /// An authenticated caller holding the scope `S`.
 pub struct Auth<S> {
     pub principal: Principal,
+    /// For list routes ([`RequiredScope::NARROWS_LIST`]): when the key holds only per-resource scopes
+    /// (`agents:a1:read`), the ids it may see; `None` when it may see every resource.
+    pub only: Option<Vec<String>>,
     scope: PhantomData<S>,
 }
 
@@ -94,24 +106,36 @@ where
             Some(param) => path_param(parts, state, param).await,
             None => None,
         };
-        match resource_id {
-            None => principal.require(&required)?,
-            Some(id) => {
-                let (resource, action) = S::SCOPE.split_once(':').unwrap_or((S::SCOPE, ""));
-                // An id that is not a valid scope segment cannot name a resource; the path extractor
-                // rejects it next, so the resource-wide scope decides here.
-                let per_resource =
-                    Scope::parse(&format!("{resource}:{id}:{action}")).unwrap_or(required.clone());
-                if !principal.scopes.allows(&per_resource) {
-                    return Err(ApiError::new(
-                        ErrorCode::MissingScope,
-                        format!("missing scope `{required}` (or `{per_resource}` for this {resource} only)"),
-                    ));
-                }
+        if let Some(id) = &resource_id {
+            let (resource, action) = S::SCOPE.split_once(':').unwrap_or((S::SCOPE, ""));
+            // An id that is not a valid scope segment cannot name a resource; the path extractor
+            // rejects it next, so the resource-wide scope decides here.
+            let per_resource =
+                Scope::parse(&format!("{resource}:{id}:{action}")).unwrap_or(required.clone());
+            if !principal.scopes.allows(&per_resource) {
+                return Err(ApiError::new(
+                    ErrorCode::MissingScope,
+                    format!(
+                        "missing scope `{required}` (or `{per_resource}` for this {resource} only)"
+                    ),
+                ));
             }
+        }
+        let mut only = None;
+        match resource_id {
+            None if S::NARROWS_LIST && !principal.scopes.allows(&required) => {
+                let ids = per_resource_ids(&principal, S::SCOPE);
+                if ids.is_empty() {
+                    principal.require(&required)?;
+                }
+                only = Some(ids);
+            }
+            None => principal.require(&required)?,
+            Some(_) => {}
         }
         Ok(Self {
             principal,
+            only,
             scope: PhantomData,
         })
     }
@@ -136,6 +160,23 @@ fn bearer_credential(parts: &Parts) -> Result<&str, ApiError> {
         )
         .into()),
     }
+}
+
+/// The resource ids a principal's per-resource scopes name for `scope` (`agents:read` → the `a1` of
+/// `agents:a1:read` or `agents:a1:*`).
+fn per_resource_ids(principal: &Principal, scope: &str) -> Vec<String> {
+    let (resource, action) = scope.split_once(':').unwrap_or((scope, ""));
+    principal
+        .scopes
+        .iter()
+        .filter_map(|held| {
+            let mut parts = held.as_str().split(':');
+            let (res, id, act) = (parts.next()?, parts.next()?, parts.next()?);
+            let matches =
+                (res == resource || res == "*") && (act == action || act == "*") && id != "*";
+            matches.then(|| id.to_owned())
+        })
+        .collect()
 }
 
 /// The raw value of one path parameter of the matched route.

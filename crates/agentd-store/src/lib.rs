@@ -143,6 +143,8 @@ pub struct AgentFilter {
     pub name_prefix: Option<String>,
     /// Only agents with this capability.
     pub capability: Option<String>,
+    /// Only these agents (a key scoped to some agents lists just those).
+    pub ids: Option<Vec<AgentId>>,
 }
 
 /// What a compare-and-set update found.

@@ -403,7 +403,8 @@ async fn create_agent(
     Ok(with_etag(StatusCode::CREATED, agent))
 }
 
-/// Lists the tenant's agents, oldest first, with filters.
+/// Lists the tenant's agents, oldest first, with filters. A key holding only per-agent read scopes
+/// (`agents:<id>:read`) lists just those agents.
 #[utoipa::path(
     get,
     path = "/agents",
@@ -413,7 +414,7 @@ async fn create_agent(
     responses((status = 200, body = AgentList))
 )]
 async fn list_agents(
-    auth: Auth<scopes::AgentsRead>,
+    auth: Auth<scopes::AgentsList>,
     State(registry): State<Arc<RegistryService>>,
     Query(query): Query<ListAgentsQuery>,
 ) -> Result<axum::Json<AgentList>, ApiError> {
@@ -426,6 +427,9 @@ async fn list_agents(
         owner: query.owner,
         name_prefix: query.name_prefix,
         capability: query.capability,
+        ids: auth
+            .only
+            .map(|ids| ids.iter().filter_map(|id| id.parse().ok()).collect()),
     };
     let page = registry
         .list(auth.principal.tenant_id, &filter, page)

@@ -584,8 +584,25 @@ async fn per_agent_scopes_reach_one_agent_only(db: TestDb) {
         "missing_scope",
     )
     .await;
+    let listed: Value = call(Method::GET, "/agents".to_owned())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [mine.as_str()], "a per-agent key lists only its agent");
+    let (_, unrelated) = app.create_key(&["teams:read"]).await;
     assert_problem(
-        call(Method::GET, "/agents".to_owned()).await.unwrap(),
+        app.request(Method::GET, "/agents", &unrelated)
+            .send()
+            .await
+            .unwrap(),
         403,
         "missing_scope",
     )

@@ -214,6 +214,19 @@ impl AgentStore for SqlStore {
                 capability.clone(),
             );
         }
+        if let Some(ids) = &filter.ids {
+            if ids.is_empty() {
+                sql.push_str(" AND 1 = 0");
+            }
+            let mut placeholders = Vec::new();
+            for id in ids {
+                values.push(id.to_string());
+                placeholders.push(format!("${}", values.len() + 2));
+            }
+            if !placeholders.is_empty() {
+                sql.push_str(&format!(" AND id IN ({})", placeholders.join(", ")));
+            }
+        }
         sql.push_str(&format!(" ORDER BY id LIMIT {limit}"));
         let mut query = sqlx::query(&sql)
             .bind(tenant.to_string())
