@@ -482,6 +482,53 @@ pub struct AgentResources {
     pub version: u64,
 }
 
+/// One resource's usage against its limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UsageLine {
+    /// `cpu_millicores`, `memory_mb`, `storage_mb`, `network_mbps` or `api_quota` (API calls).
+    pub resource: &'static str,
+    pub used: u64,
+    pub limit: Option<u64>,
+}
+
+impl UsageLine {
+    /// Used over limit, in percent; `None` when unlimited.
+    pub fn percent(&self) -> Option<f64> {
+        self.limit.map(|limit| match limit {
+            0 => 100.0,
+            limit => self.used as f64 * 100.0 / limit as f64,
+        })
+    }
+
+    /// Whether usage is past the limit.
+    pub fn over_limit(&self) -> bool {
+        self.limit.is_some_and(|limit| self.used > limit)
+    }
+}
+
+impl AgentResources {
+    /// Every resource against its limit.
+    pub fn usage_lines(&self) -> [UsageLine; 5] {
+        let (usage, limits) = (&self.usage, &self.limits);
+        let line = |resource, used, limit| UsageLine {
+            resource,
+            used,
+            limit,
+        };
+        [
+            line(
+                "cpu_millicores",
+                usage.cpu_millicores,
+                limits.cpu_millicores,
+            ),
+            line("memory_mb", usage.memory_mb, limits.memory_mb),
+            line("storage_mb", usage.storage_mb, limits.storage_mb),
+            line("network_mbps", usage.network_mbps, limits.network_mbps),
+            line("api_quota", usage.api_calls, limits.api_quota),
+        ]
+    }
+}
+
 /// One principal's endorsement of an agent's capability.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Endorsement {

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
-use agentd_core::agent::{Agent, AgentEvent, AgentEventKind, AgentStatus, Capability, Endorsement};
+use agentd_core::agent::{Agent, AgentEvent, AgentEventKind, Capability, Endorsement};
 use agentd_core::{AgentId, TenantId};
 use agentd_store::{Store, StoreError, Update};
 
+use crate::registry::{load_agent, load_live_agent};
 use crate::{Error, Principal};
 
 /// A capability to add.
@@ -41,10 +42,7 @@ impl CapabilityService {
     }
 
     async fn agent(&self, tenant: TenantId, id: AgentId) -> Result<Agent, Error> {
-        self.store
-            .get_agent(tenant, id)
-            .await?
-            .ok_or(Error::NotFound("agent"))
+        load_agent(self.store.as_ref(), tenant, id).await
     }
 
     async fn live_agent(
@@ -53,11 +51,7 @@ impl CapabilityService {
         id: AgentId,
         action: &str,
     ) -> Result<Agent, Error> {
-        let agent = self.agent(tenant, id).await?;
-        if agent.status == AgentStatus::Terminated {
-            return Err(Error::action_not_allowed(action, agent.status, &[]));
-        }
-        Ok(agent)
+        load_live_agent(self.store.as_ref(), tenant, id, action).await
     }
 
     /// The agent's capabilities, by name.

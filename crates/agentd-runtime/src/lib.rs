@@ -55,11 +55,16 @@ impl Runtime {
         let access = Arc::new(AccessService::new(store.clone()));
         let first_admin_key = access.bootstrap_default_tenant().await?;
         let policy = health::HealthPolicy::from(&config.health);
+        let resources = Arc::new(ResourceService::new(store.clone()));
         let runtime = Self {
             config: Arc::new(config),
-            registry: Arc::new(RegistryService::new(store.clone(), policy)),
+            registry: Arc::new(RegistryService::new(
+                store.clone(),
+                policy,
+                resources.clone(),
+            )),
             capabilities: Arc::new(CapabilityService::new(store.clone())),
-            resources: Arc::new(ResourceService::new(store.clone())),
+            resources,
             store,
             access,
             started_at: agentd_core::now(),

@@ -11,6 +11,7 @@ use agentd_core::{AgentId, EventId, TenantId};
 use agentd_store::{AgentFilter, Store, Update};
 
 use crate::health::{health_events, mark_ready, HealthPolicy, HealthSweeper, Verdict};
+use crate::resources::{Gauges, ResourceService};
 use crate::{Error, Page, PageRequest, Principal};
 
 /// How often a lost compare-and-set race is retried before answering 409.
@@ -57,29 +58,39 @@ impl SpecPatch {
             owner
         );
     }
+}
 
-    /// Whether the patch changes nothing.
-    pub fn is_empty(&self) -> bool {
-        self.name.is_none()
-            && self.description.is_none()
-            && self.instructions.is_none()
-            && self.model.is_none()
-            && self.tools.is_none()
-            && self.mcp_servers.is_none()
-            && self.skills.is_none()
-            && self.tags.is_none()
-            && self.metadata.is_none()
-            && self.agent_url.is_none()
-            && self.health_path.is_none()
-            && self.team_id.is_none()
-            && self.owner.is_none()
+/// One agent of the tenant, or `NotFound`. Every service that acts on an agent starts here.
+pub(crate) async fn load_agent(
+    store: &dyn Store,
+    tenant: TenantId,
+    id: AgentId,
+) -> Result<Agent, Error> {
+    store
+        .get_agent(tenant, id)
+        .await?
+        .ok_or(Error::NotFound("agent"))
+}
+
+/// Like [`load_agent`], refusing a terminated agent: its history is read-only.
+pub(crate) async fn load_live_agent(
+    store: &dyn Store,
+    tenant: TenantId,
+    id: AgentId,
+    action: &str,
+) -> Result<Agent, Error> {
+    let agent = load_agent(store, tenant, id).await?;
+    if agent.status == AgentStatus::Terminated {
+        return Err(Error::action_not_allowed(action, agent.status, &[]));
     }
+    Ok(agent)
 }
 
 /// The registry of agents.
 pub struct RegistryService {
     store: Arc<dyn Store>,
     health: HealthPolicy,
+    resources: Arc<ResourceService>,
 }
 
 /// An agent's health and the reasoning behind it.
@@ -93,16 +104,26 @@ pub struct HealthReport {
 }
 
 impl RegistryService {
-    pub fn new(store: Arc<dyn Store>, health: HealthPolicy) -> Self {
-        Self { store, health }
+    pub fn new(
+        store: Arc<dyn Store>,
+        health: HealthPolicy,
+        resources: Arc<ResourceService>,
+    ) -> Self {
+        Self {
+            store,
+            health,
+            resources,
+        }
     }
 
     /// Records a heartbeat: the agent is `healthy` now, and an `initializing` agent becomes `idle`.
+    /// Gauges sent with it update the agent's resource usage.
     #[tracing::instrument(skip_all, fields(tenant.id = %principal.tenant_id, agent.id = %id))]
     pub async fn heartbeat(
         &self,
         principal: &Principal,
         id: AgentId,
+        gauges: Option<Gauges>,
     ) -> Result<HealthReport, Error> {
         let agent = self.get(principal.tenant_id, id).await?;
         if matches!(agent.status, AgentStatus::Terminated | AgentStatus::Stopped) {
@@ -142,6 +163,9 @@ impl RegistryService {
         }
         if agent.status == AgentStatus::Initializing {
             mark_ready(self.store.as_ref(), &agent, "heartbeat received").await?;
+        }
+        if let Some(gauges) = gauges {
+            self.resources.report(principal, id, gauges).await?;
         }
         self.health(principal.tenant_id, id).await
     }
@@ -198,10 +222,7 @@ impl RegistryService {
 
     /// One agent of the tenant.
     pub async fn get(&self, tenant: TenantId, id: AgentId) -> Result<Agent, Error> {
-        self.store
-            .get_agent(tenant, id)
-            .await?
-            .ok_or(Error::NotFound("agent"))
+        load_agent(self.store.as_ref(), tenant, id).await
     }
 
     /// A page of the tenant's agents matching `filter`, oldest first.
@@ -231,10 +252,8 @@ impl RegistryService {
         expected_version: Option<u32>,
     ) -> Result<Agent, Error> {
         for _ in 0..RACE_RETRIES {
-            let current = self.get(principal.tenant_id, id).await?;
-            if current.status == AgentStatus::Terminated {
-                return Err(Error::action_not_allowed("update", current.status, &[]));
-            }
+            let current =
+                load_live_agent(self.store.as_ref(), principal.tenant_id, id, "update").await?;
             if let Some(expected) = expected_version {
                 if expected != current.version {
                     return Err(Error::PreconditionFailed {

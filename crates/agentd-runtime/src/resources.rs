@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use agentd_core::agent::{
-    Agent, AgentEvent, AgentEventKind, AgentResources, AgentStatus, ResourceLimits, ResourceUsage,
+    Agent, AgentEvent, AgentEventKind, AgentResources, ResourceLimits, ResourceUsage,
 };
 use agentd_core::{AgentId, TenantId};
 use agentd_store::{Store, Update};
 
+use crate::registry::{load_agent, load_live_agent};
 use crate::{Error, Principal};
 
 /// Lost compare-and-set races are retried this often.
@@ -51,16 +52,9 @@ impl ResourceService {
         Self { store }
     }
 
-    async fn agent(&self, tenant: TenantId, id: AgentId) -> Result<Agent, Error> {
-        self.store
-            .get_agent(tenant, id)
-            .await?
-            .ok_or(Error::NotFound("agent"))
-    }
-
     /// The agent's resources (unlimited and unused until set).
     pub async fn get(&self, tenant: TenantId, agent: AgentId) -> Result<AgentResources, Error> {
-        let owner = self.agent(tenant, agent).await?;
+        let owner = load_agent(self.store.as_ref(), tenant, agent).await?;
         self.load(&owner).await
     }
 
@@ -86,10 +80,7 @@ impl ResourceService {
         actor: &str,
         change: impl Fn(&mut AgentResources) -> Result<Option<serde_json::Value>, Error>,
     ) -> Result<AgentResources, Error> {
-        let owner = self.agent(tenant, agent).await?;
-        if owner.status == AgentStatus::Terminated {
-            return Err(Error::action_not_allowed(action, owner.status, &[]));
-        }
+        let owner = load_live_agent(self.store.as_ref(), tenant, agent, action).await?;
         for _ in 0..RACE_RETRIES {
             let current = self.load(&owner).await?;
             let mut next = current.clone();

@@ -260,6 +260,27 @@ impl TestApp {
         )
     }
 
+    /// Creates an agent in the default tenant through the API (asserting 201); returns its view.
+    pub async fn create_agent(&self, body: &serde_json::Value) -> serde_json::Value {
+        let response = self
+            .post_json("/agents", body)
+            .send()
+            .await
+            .expect("POST /agents");
+        let status = response.status();
+        let text = response.text().await.expect("a body");
+        assert_eq!(status, 201, "creating agent {body}: {text}");
+        serde_json::from_str(&text).expect("a JSON agent")
+    }
+
+    /// Like [`TestApp::create_agent`], returning just the id.
+    pub async fn create_agent_id(&self, body: &serde_json::Value) -> String {
+        self.create_agent(body).await["id"]
+            .as_str()
+            .expect("an id")
+            .to_owned()
+    }
+
     /// Creates another tenant with its own admin key, straight in the store; returns the key.
     pub async fn create_tenant(&self, slug: &str) -> String {
         let tenant = Tenant::new(TenantSlug::parse(slug).expect("a valid slug"), slug);

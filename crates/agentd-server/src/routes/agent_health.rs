@@ -115,23 +115,21 @@ pub struct HeartbeatRequest {
 async fn heartbeat(
     auth: Auth<scopes::AgentsWrite>,
     State(registry): State<Arc<RegistryService>>,
-    State(resources): State<Arc<agentd_runtime::ResourceService>>,
     Path(path): Path<AgentPath>,
     body: axum::body::Bytes,
 ) -> Result<axum::Json<AgentHealthView>, ApiError> {
     let request: HeartbeatRequest = crate::extract::optional_json(&body)?;
-    let report = registry.heartbeat(&auth.principal, path.agent_id).await?;
-    if let Some(usage) = request.usage {
-        let gauges = agentd_runtime::resources::Gauges {
+    let gauges = request
+        .usage
+        .map(|usage| agentd_runtime::resources::Gauges {
             cpu_millicores: usage.cpu_millicores,
             memory_mb: usage.memory_mb,
             storage_mb: usage.storage_mb,
             network_mbps: usage.network_mbps,
-        };
-        resources
-            .report(&auth.principal, path.agent_id, gauges)
-            .await?;
-    }
+        });
+    let report = registry
+        .heartbeat(&auth.principal, path.agent_id, gauges)
+        .await?;
     Ok(axum::Json(AgentHealthView::from(report)))
 }
 

@@ -132,32 +132,18 @@ pub struct UsageReport {
 
 impl From<AgentResources> for UsageReport {
     fn from(resources: AgentResources) -> Self {
-        let (usage, limits) = (&resources.usage, &resources.limits);
-        let line = |resource, used: u64, limit: Option<u64>| ResourceLine {
-            resource,
-            used,
-            limit,
-            percent: limit.map(|limit| {
-                if limit == 0 {
-                    100.0
-                } else {
-                    used as f64 * 100.0 / limit as f64
-                }
-            }),
-            over_limit: limit.is_some_and(|limit| used > limit),
-        };
         Self {
-            resources: vec![
-                line(
-                    "cpu_millicores",
-                    usage.cpu_millicores,
-                    limits.cpu_millicores,
-                ),
-                line("memory_mb", usage.memory_mb, limits.memory_mb),
-                line("storage_mb", usage.storage_mb, limits.storage_mb),
-                line("network_mbps", usage.network_mbps, limits.network_mbps),
-                line("api_quota", usage.api_calls, limits.api_quota),
-            ],
+            resources: resources
+                .usage_lines()
+                .iter()
+                .map(|line| ResourceLine {
+                    resource: line.resource,
+                    used: line.used,
+                    limit: line.limit,
+                    percent: line.percent(),
+                    over_limit: line.over_limit(),
+                })
+                .collect(),
             reset_at: resources.reset_at,
         }
     }

@@ -6,15 +6,7 @@ use agentd_testkit::{backend_tests, spawn_app, TestApp, TestDb};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::assert_problem;
-
-pub(crate) async fn create(app: &TestApp, body: Value) -> Value {
-    let response = app.post_json("/agents", &body).send().await.unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    assert_eq!(status, 201, "{text}");
-    serde_json::from_str(&text).unwrap()
-}
+use crate::{assert_all_not_found, assert_problem};
 
 pub(crate) async fn post(app: &TestApp, path: &str) -> reqwest::Response {
     app.request(Method::POST, path, &app.admin_key)
@@ -38,7 +30,10 @@ pub(crate) async fn agent_in(app: &TestApp, status: &str) -> String {
     } else {
         json!({"name": "local"})
     };
-    let id = create(app, body).await["id"].as_str().unwrap().to_owned();
+    let id = app.create_agent(&body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let step = match status {
         "initializing" | "idle" => None,
         "paused" => Some(post(app, &format!("/agents/{id}/pause")).await),
@@ -89,9 +84,7 @@ async fn agents_are_created_from_either_api_shape(db: TestDb) {
     assert_eq!(agent["performance"]["total_runs"], 0);
     assert_eq!(agent["performance"]["error_rate"], 0.0);
 
-    let full = create(
-        &app,
-        json!({"name": "ops", "instructions": "Run ops.", "model": "anthropic/claude-3-5-haiku",
+    let full = app.create_agent(&json!({"name": "ops", "instructions": "Run ops.", "model": "anthropic/claude-3-5-haiku",
                "mcp_servers": [{"name": "fs", "command": "mcp-fs", "args": ["--root", "/tmp"]},
                                {"name": "web", "url": "http://127.0.0.1:9000/mcp"}],
                "skills": ["triage"], "tags": ["ops", "prod"], "metadata": {"cost_center": 7},
@@ -102,7 +95,7 @@ async fn agents_are_created_from_either_api_shape(db: TestDb) {
     assert_eq!(full["metadata"]["cost_center"], 7);
     assert_eq!(full["owner"], "alice");
 
-    let remote = create(&app, json!({"name": "far", "kind": "remote", "agent_url": "http://127.0.0.1:9", "health_path": "/healthz"})).await;
+    let remote = app.create_agent(&json!({"name": "far", "kind": "remote", "agent_url": "http://127.0.0.1:9", "health_path": "/healthz"})).await;
     assert_eq!(
         remote["status"], "initializing",
         "a remote agent waits to be heard from"
@@ -334,21 +327,14 @@ async fn delete_terminates_and_keeps_history(db: TestDb) {
 
 async fn lists_filter_and_page(db: TestDb) {
     let app = spawn_app(db).await;
-    create(
-        &app,
-        json!({"name": "alpha-1", "tags": ["blue"], "team_id": "t1", "owner": "ann"}),
+    app.create_agent(
+        &json!({"name": "alpha-1", "tags": ["blue"], "team_id": "t1", "owner": "ann"}),
     )
     .await;
-    create(
-        &app,
-        json!({"name": "alpha-2", "tags": ["red"], "owner": "bob"}),
-    )
-    .await;
-    create(
-        &app,
-        json!({"name": "beta-1", "tags": ["blue", "red"], "team_id": "t1"}),
-    )
-    .await;
+    app.create_agent(&json!({"name": "alpha-2", "tags": ["red"], "owner": "bob"}))
+        .await;
+    app.create_agent(&json!({"name": "beta-1", "tags": ["blue", "red"], "team_id": "t1"}))
+        .await;
     let paused = agent_in(&app, "paused").await;
     let names = |body: Value| -> Vec<String> {
         body["data"]
@@ -412,7 +398,8 @@ async fn paging_visits_each_agent_once_while_others_are_created(db: TestDb) {
     let mut existing = HashSet::new();
     for n in 0..120 {
         existing.insert(
-            create(&app, json!({"name": format!("agent {n}")})).await["id"]
+            app.create_agent(&json!({"name": format!("agent {n}")}))
+                .await["id"]
                 .as_str()
                 .unwrap()
                 .to_owned(),
@@ -488,13 +475,7 @@ async fn unknown_and_foreign_agents_are_404(db: TestDb) {
                 Some(json!({"status": "busy"})),
             ),
         ];
-        for (method, path, body) in calls {
-            let mut request = app.request(method.clone(), &path, key);
-            if let Some(body) = body {
-                request = request.json(&body);
-            }
-            assert_problem(request.send().await.unwrap(), 404, "not_found").await;
-        }
+        assert_all_not_found(&app, key, calls.to_vec()).await;
     }
     let listed: Value = app
         .request(Method::GET, "/agents", &other)

@@ -1,24 +1,17 @@
 //! `/agents/{id}/capabilities`: proficiency, experience, endorsements, the capability filter.
 
-use agentd_testkit::{backend_tests, spawn_app, TestApp, TestDb};
+use agentd_testkit::{backend_tests, spawn_app, TestDb};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::assert_problem;
-
-async fn create(app: &TestApp, body: Value) -> String {
-    let response = app.post_json("/agents", &body).send().await.unwrap();
-    assert_eq!(response.status(), 201);
-    response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
+use crate::{assert_all_not_found, assert_problem};
 
 async fn capabilities_are_added_changed_and_endorsed(db: TestDb) {
     let app = spawn_app(db).await;
-    let id = create(&app, json!({"name": "analyst", "skills": ["research"]})).await;
-    let other = create(&app, json!({"name": "plain"})).await;
+    let id = app
+        .create_agent_id(&json!({"name": "analyst", "skills": ["research"]}))
+        .await;
+    let other = app.create_agent_id(&json!({"name": "plain"})).await;
     let base = format!("/agents/{id}/capabilities");
 
     let listed: Value = app.get(&base).send().await.unwrap().json().await.unwrap();
@@ -205,36 +198,26 @@ async fn capabilities_are_added_changed_and_endorsed(db: TestDb) {
 
 async fn capabilities_stay_in_their_tenant(db: TestDb) {
     let app = spawn_app(db).await;
-    let id = create(&app, json!({"name": "analyst", "skills": ["research"]})).await;
+    let id = app
+        .create_agent_id(&json!({"name": "analyst", "skills": ["research"]}))
+        .await;
     let other = app.create_tenant("tenant-b").await;
     let base = format!("/agents/{id}/capabilities");
-    assert_problem(
-        app.request(Method::GET, &base, &other)
-            .send()
-            .await
-            .unwrap(),
-        404,
-        "not_found",
-    )
-    .await;
-    let calls = [
-        (Method::POST, base.clone(), json!({"name": "x"})),
+    let calls = vec![
+        (Method::GET, base.clone(), None),
+        (Method::POST, base.clone(), Some(json!({"name": "x"}))),
         (
             Method::PATCH,
             format!("{base}/research"),
-            json!({"proficiency": 1.0}),
+            Some(json!({"proficiency": 1.0})),
         ),
-        (Method::POST, format!("{base}/research/endorse"), json!({})),
+        (
+            Method::POST,
+            format!("{base}/research/endorse"),
+            Some(json!({})),
+        ),
     ];
-    for (method, path, body) in calls {
-        let response = app
-            .request(method, &path, &other)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_problem(response, 404, "not_found").await;
-    }
+    assert_all_not_found(&app, &other, calls).await;
     let listed: Value = app.get(&base).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed["data"].as_array().unwrap().len(), 1);
     assert_eq!(listed["data"][0]["endorsements"], 0);

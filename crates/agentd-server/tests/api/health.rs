@@ -58,15 +58,6 @@ async fn wait_for_health(app: &TestApp, id: &str, health: &str) -> Vec<String> {
     }
 }
 
-async fn create(app: &TestApp, body: Value) -> String {
-    let response = app.post_json("/agents", &body).send().await.unwrap();
-    assert_eq!(response.status(), 201);
-    response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn heartbeat(app: &TestApp, id: &str) -> reqwest::Response {
     app.request(
         Method::POST,
@@ -80,7 +71,7 @@ async fn heartbeat(app: &TestApp, id: &str) -> reqwest::Response {
 
 async fn missed_heartbeats_degrade_health_and_a_heartbeat_restores_it(db: TestDb) {
     let app = spawn_app_with(db, fast_health()).await;
-    let id = create(&app, json!({"name": "worker"})).await;
+    let id = app.create_agent_id(&json!({"name": "worker"})).await;
     assert_eq!(
         agent(&app, &id).await["health"],
         "unknown",
@@ -189,9 +180,7 @@ async fn a_remote_agent_is_probed(db: TestDb) {
     );
     tokio::spawn(async move { axum::serve(listener, endpoint).await.unwrap() });
 
-    let id = create(
-        &app,
-        json!({"name": "far", "kind": "remote", "agent_url": format!("http://{address}"), "health_path": "/healthz"}),
+    let id = app.create_agent_id(&json!({"name": "far", "kind": "remote", "agent_url": format!("http://{address}"), "health_path": "/healthz"}),
     )
     .await;
     wait_for_health(&app, &id, "healthy").await;
@@ -222,11 +211,11 @@ async fn a_remote_agent_is_probed(db: TestDb) {
         .unwrap()
         .local_addr()
         .unwrap();
-    let dead = create(
-        &app,
-        json!({"name": "dead", "kind": "remote", "agent_url": format!("http://{closed}")}),
-    )
-    .await;
+    let dead = app
+        .create_agent_id(
+            &json!({"name": "dead", "kind": "remote", "agent_url": format!("http://{closed}")}),
+        )
+        .await;
     wait_for_health(&app, &dead, "unhealthy").await;
     assert_eq!(agent(&app, &dead).await["status"], "initializing");
 }

@@ -38,3 +38,20 @@ pub async fn assert_problem(response: Response, status: u16, code: &str) -> Valu
     );
     body
 }
+
+/// Asserts that each call, made with `key`, answers 404 `not_found` (a foreign or unknown resource).
+pub async fn assert_all_not_found(
+    app: &agentd_testkit::TestApp,
+    key: &str,
+    calls: Vec<(reqwest::Method, String, Option<Value>)>,
+) {
+    for (method, path, body) in calls {
+        let mut request = app.request(method.clone(), &path, key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 404, "{method} {path}");
+        assert_problem(response, 404, "not_found").await;
+    }
+}

@@ -1,27 +1,14 @@
 //! `/agents/{id}/resources`: limits, reported and consumed usage, enforcement and resets.
 
-use agentd_testkit::{backend_tests, spawn_app, TestApp, TestDb};
+use agentd_testkit::{backend_tests, spawn_app, TestDb};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::assert_problem;
-
-async fn create(app: &TestApp) -> String {
-    let response = app
-        .post_json("/agents", &json!({"name": "metered"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
+use crate::{assert_all_not_found, assert_problem};
 
 async fn limits_usage_enforcement_and_reset(db: TestDb) {
     let app = spawn_app(db).await;
-    let id = create(&app).await;
+    let id = app.create_agent_id(&json!({"name": "metered"})).await;
     let base = format!("/agents/{id}/resources");
     let call = |method: Method, path: String, body: Option<Value>| {
         let mut request = app.request(method, &path, &app.admin_key);
@@ -190,10 +177,10 @@ async fn limits_usage_enforcement_and_reset(db: TestDb) {
 
 async fn resources_stay_in_their_tenant(db: TestDb) {
     let app = spawn_app(db).await;
-    let id = create(&app).await;
+    let id = app.create_agent_id(&json!({"name": "metered"})).await;
     let other = app.create_tenant("tenant-b").await;
     let base = format!("/agents/{id}/resources");
-    let calls = [
+    let calls = vec![
         (Method::GET, base.clone(), None),
         (Method::PATCH, base.clone(), Some(json!({"api_quota": 1}))),
         (Method::GET, format!("{base}/usage"), None),
@@ -204,13 +191,7 @@ async fn resources_stay_in_their_tenant(db: TestDb) {
         ),
         (Method::POST, format!("{base}/reset"), None),
     ];
-    for (method, path, body) in calls {
-        let mut request = app.request(method, &path, &other);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        assert_problem(request.send().await.unwrap(), 404, "not_found").await;
-    }
+    assert_all_not_found(&app, &other, calls).await;
     let unchanged: Value = app.get(&base).send().await.unwrap().json().await.unwrap();
     assert_eq!(unchanged["limits"]["api_quota"], Value::Null);
     assert_eq!(unchanged["usage"]["api_calls"], 0);
