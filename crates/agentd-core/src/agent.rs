@@ -9,51 +9,6 @@ use serde_json::{Map, Value};
 
 use crate::{AgentId, EventId, TenantId, Timestamp};
 
-/// Defines a snake_case string enum with `as_str`, `ALL`, `Display` and `FromStr`.
-macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),* $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name {
-            $($(#[$vmeta])* $variant),*
-        }
-
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),*];
-
-            /// The wire and storage form.
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),*
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $($text => Ok($name::$variant),)*
-                    other => Err(format!(
-                        "unknown {} `{other}`; expected one of: {}",
-                        stringify!($name),
-                        [$($text),*].join(", ")
-                    )),
-                }
-            }
-        }
-    };
-}
-
 string_enum!(
     /// Where an agent is in its lifecycle.
     AgentStatus {
@@ -205,6 +160,16 @@ pub struct AgentSpec {
     pub team_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// Bounds on each run of the agent (a request may tighten or loosen them).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub run_limits: crate::run::RunLimits,
+    /// What a new message does while one of the agent's sessions has a run in progress.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub session_policy: crate::run::SessionPolicy,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// A spec field that breaks a rule.

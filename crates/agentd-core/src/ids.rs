@@ -67,6 +67,10 @@ uuid_id!(
     /// Identifies one entry of an agent's event log.
     EventId
 );
+uuid_id!(
+    /// Identifies a run: one execution of an agent.
+    RunId
+);
 
 #[cfg(test)]
 mod tests {

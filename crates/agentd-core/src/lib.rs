@@ -3,16 +3,20 @@
 //! Ids are UUIDv7 newtypes ([`ids`]), permissions are AgentOS-form scopes ([`scope`]), failures carry a
 //! stable [`ErrorCode`](error::ErrorCode), and [`redact`] keeps secrets out of every log line.
 
+#[macro_use]
+mod macros;
+
 pub mod agent;
 pub mod error;
 pub mod ids;
 pub mod key;
 pub mod redact;
+pub mod run;
 pub mod scope;
 pub mod tenant;
 
 pub use error::ErrorCode;
-pub use ids::{AgentId, EventId, KeyId, TenantId};
+pub use ids::{AgentId, EventId, KeyId, RunId, TenantId};
 pub use key::{ApiKey, KeyName, NewApiKey, PlainKey};
 pub use scope::{Scope, ScopeSet};
 pub use tenant::{Tenant, TenantSlug};

@@ -11,7 +11,10 @@ use agentd_core::agent::{
     Agent, AgentEvent, AgentHealth, AgentResources, AgentStatus, AgentVersion, Capability,
     Endorsement,
 };
-use agentd_core::{AgentId, ApiKey, EventId, KeyId, Tenant, TenantId, TenantSlug, Timestamp};
+use agentd_core::run::{Run, RunEvent, RunStatus, Session, SessionId, SessionKind};
+use agentd_core::{
+    AgentId, ApiKey, EventId, KeyId, RunId, Tenant, TenantId, TenantSlug, Timestamp,
+};
 use async_trait::async_trait;
 
 pub mod sql;
@@ -78,7 +81,14 @@ impl From<sqlx::Error> for StoreError {
 /// The whole store: every entity's trait plus connection-level operations.
 #[async_trait]
 pub trait Store:
-    TenantStore + KeyStore + AgentStore + CapabilityStore + ResourceStore + Send + Sync + 'static
+    TenantStore
+    + KeyStore
+    + AgentStore
+    + CapabilityStore
+    + ResourceStore
+    + Send
+    + Sync
+    + 'static
 {
     /// Which database this is.
     fn backend(&self) -> Backend;
@@ -277,6 +287,122 @@ pub trait ResourceStore {
         expected_version: u64,
         events: &[AgentEvent],
     ) -> Result<Update, StoreError>;
+}
+
+/// Which sessions a list returns. Unset fields do not filter.
+#[derive(Clone, Debug, Default)]
+pub struct SessionFilter {
+    pub kind: Option<SessionKind>,
+    pub component_id: Option<String>,
+    pub user_id: Option<String>,
+    /// Sessions whose name contains this text (case-insensitive for ASCII).
+    pub name_contains: Option<String>,
+}
+
+/// Where a session list resumes: after the session with this creation time and id (lists go newest
+/// first, as AgentOS's do).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionCursor {
+    pub created_at: Timestamp,
+    pub id: SessionId,
+}
+
+/// Sessions: conversations whose runs are rows of their own.
+#[async_trait]
+pub trait SessionStore {
+    /// Inserts the session unless the tenant has one with its id; `false` (and nothing written) if it
+    /// exists already.
+    async fn create_session(&self, session: &Session) -> Result<bool, StoreError>;
+    /// One session of the tenant.
+    async fn get_session(
+        &self,
+        tenant: TenantId,
+        id: &SessionId,
+    ) -> Result<Option<Session>, StoreError>;
+    /// Up to `limit` sessions of the tenant matching `filter`, newest first, after `after`; and how many
+    /// sessions match the filter in all.
+    async fn list_sessions(
+        &self,
+        tenant: TenantId,
+        filter: &SessionFilter,
+        after: Option<&SessionCursor>,
+        limit: u32,
+    ) -> Result<(Vec<Session>, u64), StoreError>;
+    /// Replaces the session's name, state, metadata, summary, policy and `updated_at`; `false` if the
+    /// tenant has no such session.
+    async fn update_session(&self, session: &Session) -> Result<bool, StoreError>;
+    /// Deletes the tenant's sessions with these ids, with their runs and run events; how many sessions
+    /// were deleted.
+    async fn delete_sessions(&self, tenant: TenantId, ids: &[SessionId])
+        -> Result<u64, StoreError>;
+}
+
+/// Which runs a list returns. Unset fields do not filter.
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    pub agent_id: Option<AgentId>,
+    pub session_id: Option<SessionId>,
+    pub status: Option<RunStatus>,
+}
+
+/// Figures over an agent's finished runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RunStats {
+    pub total: u64,
+    pub completed: u64,
+    pub errored: u64,
+    pub cancelled: u64,
+    /// Mean `metrics.duration` of finished runs, in seconds.
+    pub average_duration: f64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// Runs and their event logs. A run row and the events it emits are written in one transaction, so
+/// the log and the run's status never disagree.
+#[async_trait]
+pub trait RunStore {
+    /// Inserts a new run (its `last_seq` must be the last of `events`) with its first events.
+    async fn insert_run(&self, run: &Run, events: &[RunEvent]) -> Result<(), StoreError>;
+    /// One run of the tenant.
+    async fn get_run(&self, tenant: TenantId, id: RunId) -> Result<Option<Run>, StoreError>;
+    /// Saves every mutable field of `run` and appends `events` if the stored `last_seq` is still
+    /// `expected_last_seq`; `Stale` (holding the stored status) otherwise.
+    async fn save_run(
+        &self,
+        run: &Run,
+        expected_last_seq: u64,
+        events: &[RunEvent],
+    ) -> Result<Update, StoreError>;
+    /// Up to `limit` runs of the tenant matching `filter`, with ids after `after`, oldest first.
+    async fn list_runs(
+        &self,
+        tenant: TenantId,
+        filter: &RunFilter,
+        after: Option<RunId>,
+        limit: u32,
+    ) -> Result<Vec<Run>, StoreError>;
+    /// The last `limit` runs of a session with status `completed`, oldest first: the history a new
+    /// run of the session sees.
+    async fn session_history(
+        &self,
+        tenant: TenantId,
+        session: &SessionId,
+        limit: u32,
+    ) -> Result<Vec<Run>, StoreError>;
+    /// Up to `limit` events of the run with `seq` greater than `after_seq`, in order.
+    async fn list_run_events(
+        &self,
+        tenant: TenantId,
+        run: RunId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<RunEvent>, StoreError>;
+    /// Runs that `node` left `pending` or `running`, in every tenant: what a restarting node must end.
+    async fn list_unfinished_runs(&self, node: &str) -> Result<Vec<(TenantId, RunId)>, StoreError>;
+    /// Figures over the agent's runs.
+    async fn agent_run_stats(&self, tenant: TenantId, agent: AgentId)
+        -> Result<RunStats, StoreError>;
 }
 
 /// Opens the database named by `url` (`sqlite:<path>` or `postgres://…`), creating a SQLite file if

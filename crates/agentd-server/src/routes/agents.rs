@@ -193,6 +193,8 @@ impl From<CreateAgentRequest> for AgentSpec {
             health_path: request.health_path,
             team_id: request.team_id,
             owner: request.owner,
+            run_limits: Default::default(),
+            session_policy: Default::default(),
         }
     }
 }
