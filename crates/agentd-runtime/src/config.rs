@@ -1,6 +1,7 @@
 //! Configuration. Precedence, lowest first: built-in defaults < `agentd.toml` < `AGENTD_*` environment
 //! variables (`__` separates nesting: `AGENTD_LOG__FORMAT=json`) < command-line flags.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,51 @@ pub struct Config {
     pub shutdown_grace_seconds: u64,
     pub log: LogConfig,
     pub health: HealthConfig,
+    /// Names this node among several sharing one PostgreSQL database; a restarting node ends only the
+    /// runs it left in flight itself. Give each node its own.
+    pub node_id: String,
+    /// Model providers by name; an agent's `model` is `<name>/<model>`.
+    pub providers: BTreeMap<String, agentd_models::ProviderConfig>,
+    pub runs: RunsConfig,
+    pub tools: ToolsConfig,
+}
+
+/// Defaults for runs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunsConfig {
+    /// Limits of a run when neither the request nor the agent sets them.
+    pub max_iterations: u32,
+    pub max_tokens: Option<u64>,
+    pub max_seconds: u64,
+}
+
+impl Default for RunsConfig {
+    fn default() -> Self {
+        Self {
+            max_iterations: 10,
+            max_tokens: None,
+            max_seconds: 600,
+        }
+    }
+}
+
+impl RunsConfig {
+    /// The server-wide run limits.
+    pub fn limits(&self) -> agentd_core::run::RunLimits {
+        agentd_core::run::RunLimits {
+            max_iterations: Some(self.max_iterations),
+            max_tokens: self.max_tokens,
+            max_seconds: Some(self.max_seconds),
+        }
+    }
+}
+
+/// Settings of the built-in server tools.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ToolsConfig {
+    pub http_fetch: crate::tools::HttpFetchConfig,
 }
 
 /// How agent health is derived from heartbeats and probes.
@@ -98,6 +144,10 @@ impl Default for Config {
             shutdown_grace_seconds: 30,
             log: LogConfig::default(),
             health: HealthConfig::default(),
+            node_id: "local".to_owned(),
+            providers: BTreeMap::new(),
+            runs: RunsConfig::default(),
+            tools: ToolsConfig::default(),
         }
     }
 }
@@ -195,8 +245,13 @@ impl Config {
 
     /// The configuration with every secret masked, for `agentd config` and `GET /config`.
     pub fn redacted(&self) -> Self {
+        let mut providers = self.providers.clone();
+        for provider in providers.values_mut() {
+            provider.base_url = redact_url(&provider.base_url);
+        }
         Self {
             database_url: self.redacted_database_url(),
+            providers,
             ..self.clone()
         }
     }

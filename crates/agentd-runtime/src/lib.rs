@@ -14,15 +14,20 @@ pub mod health;
 pub mod page;
 pub mod registry;
 pub mod resources;
+pub mod runs;
+pub mod sessions;
+pub mod tools;
 
 pub use access::{AccessService, Principal};
-pub use agentd_store::AgentFilter;
+pub use agentd_store::{AgentFilter, RunFilter, SessionFilter};
 pub use capabilities::CapabilityService;
 pub use config::Config;
 pub use error::Error;
 pub use page::{Page, PageRequest};
 pub use registry::{RegistryService, SpecPatch};
 pub use resources::ResourceService;
+pub use runs::{RunEvents, RunHandle, RunInput, RunRequest, RunService};
+pub use sessions::SessionService;
 
 /// The running services of one agentd node.
 #[derive(Clone)]
@@ -33,6 +38,8 @@ pub struct Runtime {
     pub registry: Arc<RegistryService>,
     pub capabilities: Arc<CapabilityService>,
     pub resources: Arc<ResourceService>,
+    pub runs: Arc<RunService>,
+    pub sessions: Arc<SessionService>,
     /// When this node started, for `/health` and `/info`.
     pub started_at: agentd_core::Timestamp,
 }
@@ -56,7 +63,19 @@ impl Runtime {
         let first_admin_key = access.bootstrap_default_tenant().await?;
         let policy = health::HealthPolicy::from(&config.health);
         let resources = Arc::new(ResourceService::new(store.clone()));
+        let providers = agentd_models::Providers::from_config(&config.providers)
+            .map_err(|e| Error::Config(format!("providers: {e}")))?;
+        let runs = Arc::new(RunService::new(
+            store.clone(),
+            providers,
+            tools::ToolRegistry::builtin(config.tools.http_fetch.clone()),
+            config.node_id.clone(),
+            config.runs.limits(),
+        ));
+        runs.recover().await?;
         let runtime = Self {
+            runs,
+            sessions: Arc::new(SessionService::new(store.clone())),
             config: Arc::new(config),
             registry: Arc::new(RegistryService::new(
                 store.clone(),

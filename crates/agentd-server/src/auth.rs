@@ -71,6 +71,14 @@ pub mod scopes {
         AgentsWrite = "agents:write" per "agent_id";
         /// Terminate agents.
         AgentsDelete = "agents:delete" per "agent_id";
+        /// Run agents: start, continue, cancel and follow runs.
+        AgentsRun = "agents:run" per "agent_id";
+        /// List and read sessions and their runs.
+        SessionsRead = "sessions:read";
+        /// Create, rename and change sessions.
+        SessionsWrite = "sessions:write";
+        /// Delete sessions with their runs.
+        SessionsDelete = "sessions:delete";
     }
 }
 

@@ -18,11 +18,13 @@ use utoipa_swagger_ui::SwaggerUi;
 
 pub mod auth;
 pub mod extract;
+pub mod form;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
+pub mod sse;
 pub mod state;
 
 pub use state::AppState;

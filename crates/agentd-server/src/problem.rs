@@ -129,6 +129,16 @@ impl ApiError {
         }
     }
 
+    /// The same error for a value nested in field `parent` (its field path is prefixed with it).
+    pub fn nested_in(mut self, parent: &str) -> Self {
+        self.field = Some(match self.field.as_deref() {
+            None | Some("body") => parent.to_owned(),
+            Some(path) if path.starts_with('[') => format!("{parent}{path}"),
+            Some(path) => format!("{parent}.{path}"),
+        });
+        self
+    }
+
     /// The error's code.
     pub fn code(&self) -> ErrorCode {
         self.code

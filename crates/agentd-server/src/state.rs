@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use agentd_runtime::{
-    AccessService, CapabilityService, Config, RegistryService, ResourceService, Runtime,
+    AccessService, CapabilityService, Config, RegistryService, ResourceService, RunService,
+    Runtime, SessionService,
 };
 use axum::extract::FromRef;
 
@@ -17,6 +18,8 @@ pub struct AppState {
     pub registry: Arc<RegistryService>,
     pub capabilities: Arc<CapabilityService>,
     pub resources: Arc<ResourceService>,
+    pub runs: Arc<RunService>,
+    pub sessions: Arc<SessionService>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
 }
@@ -29,6 +32,8 @@ impl AppState {
             registry: runtime.registry.clone(),
             capabilities: runtime.capabilities.clone(),
             resources: runtime.resources.clone(),
+            runs: runtime.runs.clone(),
+            sessions: runtime.sessions.clone(),
             config: runtime.config.clone(),
             metrics: Arc::new(Metrics::default()),
             runtime,

@@ -11,6 +11,7 @@ pub mod agents;
 pub mod capabilities;
 pub mod keys;
 pub mod resources;
+pub mod runs;
 pub mod system;
 
 /// Every API route, with its documentation.
@@ -23,4 +24,5 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(agent_health::router())
         .merge(capabilities::router())
         .merge(resources::router())
+        .merge(runs::router())
 }

@@ -1,0 +1,723 @@
+//! Runs: starting, following, continuing and cancelling agent runs, and recovering after a restart.
+//!
+//! [`RunService`] decides (which model, which tools, the session's policy) and hands each execution to
+//! a task ([`engine`]). Every face reads a run through [`RunEvents`], which replays stored events and
+//! then follows the live ones from the [`hub`], each exactly once and in `seq` order.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentd_core::agent::{Agent, ToolSpec};
+use agentd_core::run::{
+    ChatMessage, Run, RunEvent, RunEventData, RunLimits, RunMetrics, RunStatus, Session,
+    SessionId, SessionKind, SessionPolicy, ToolExecution,
+};
+use agentd_core::{AgentId, RunId, TenantId};
+use agentd_models::{Providers, ToolDefinition};
+use agentd_store::{RunFilter, Store, Update};
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::registry::{load_live_agent, RegistryService};
+use crate::tools::ToolRegistry;
+use crate::{Error, Page, PageRequest, Principal};
+
+mod engine;
+mod hub;
+
+use engine::{Execution, Plan, Start, ToolKind};
+use hub::{LiveRun, RunHub, SessionTicket};
+
+/// How many earlier runs of a session a new run sees as history.
+const HISTORY_RUNS: u32 = 20;
+
+/// What the caller sends to start a run.
+#[derive(Clone, Debug)]
+pub enum RunInput {
+    /// A new user message; the session's history comes before it (AgentOS).
+    Message(String),
+    /// A whole conversation the caller keeps itself (Open Agent API, OpenAI); no session history.
+    Conversation(Vec<ChatMessage>),
+}
+
+/// A request to run an agent.
+#[derive(Clone, Debug)]
+pub struct RunRequest {
+    pub input: RunInput,
+    /// The session to run in; a new one when absent, created on first use when unknown.
+    pub session_id: Option<SessionId>,
+    pub user_id: Option<String>,
+    /// Extra client-side tools for this run only.
+    pub tools: Vec<ToolSpec>,
+    /// Limits for this run; unset fields fall back to the agent's, then the server's.
+    pub limits: RunLimits,
+}
+
+/// A run that was accepted, with a stream of its events from the first.
+pub struct RunHandle {
+    pub run: Run,
+    pub agent: Agent,
+    pub events: RunEvents,
+}
+
+/// The run service.
+pub struct RunService {
+    store: Arc<dyn Store>,
+    hub: Arc<RunHub>,
+    providers: Providers,
+    tools: ToolRegistry,
+    node: String,
+    defaults: RunLimits,
+}
+
+impl RunService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        providers: Providers,
+        tools: ToolRegistry,
+        node: String,
+        defaults: RunLimits,
+    ) -> Self {
+        Self {
+            store,
+            hub: Arc::new(RunHub::default()),
+            providers,
+            tools,
+            node,
+            defaults,
+        }
+    }
+
+    /// How many runs execute on this node right now.
+    pub fn live_runs(&self) -> usize {
+        self.hub.live_count()
+    }
+
+    /// Accepts a run and starts it on a task of its own (after the session's run in progress, under
+    /// the `enqueue` policy). Setup problems (no model, unknown tools, a paused agent, a busy session
+    /// under `reject`) are errors here, before anything is written.
+    #[tracing::instrument(skip_all, fields(agent.id = %agent_id))]
+    pub async fn start(
+        &self,
+        principal: &Principal,
+        agent_id: AgentId,
+        request: RunRequest,
+    ) -> Result<RunHandle, Error> {
+        let tenant = principal.tenant_id;
+        let agent = load_live_agent(self.store.as_ref(), tenant, agent_id, "run").await?;
+        RegistryService::ensure_runnable(&agent)?;
+        let model_ref = agent.spec.model.clone().ok_or_else(|| {
+            Error::Conflict("the agent has no model: set `model` (provider/model) on it".to_owned())
+        })?;
+        let (definitions, tools) = self.resolve_tools(&agent.spec.tools, &request.tools)?;
+        let (provider, model) = self
+            .providers
+            .resolve(&model_ref)
+            .map_err(|e| Error::Conflict(format!("the agent's model: {e}")))?;
+        let session = self
+            .open_session(tenant, &agent, request.session_id, request.user_id.clone())
+            .await?;
+        let policy = match session.policy {
+            SessionPolicy::Enqueue => agent.spec.session_policy,
+            chosen => chosen,
+        };
+        let (ticket, busy, current) = self.hub.enter_session(tenant, &session.id);
+        if busy {
+            match policy {
+                SessionPolicy::Reject => {
+                    return Err(Error::Conflict(format!(
+                        "session `{}` has a run in progress and its policy is `reject`",
+                        session.id
+                    )))
+                }
+                SessionPolicy::Interrupt => {
+                    if let Some(live) = current.and_then(|run| self.hub.get(run)) {
+                        live.cancel.cancel();
+                    }
+                }
+                SessionPolicy::Enqueue => {}
+            }
+        }
+        let (messages, input, history) = match request.input {
+            RunInput::Message(text) => {
+                let history = self.history(tenant, &session.id, None).await?;
+                (vec![ChatMessage::User { content: text.clone() }], text, history)
+            }
+            RunInput::Conversation(messages) => {
+                let input = last_user_text(&messages);
+                (messages, input, Vec::new())
+            }
+        };
+        let now = agentd_core::now();
+        let run = Run {
+            id: RunId::new(),
+            tenant_id: tenant,
+            agent_id,
+            agent_version: agent.version,
+            session_id: session.id.clone(),
+            user_id: request.user_id,
+            parent_run_id: None,
+            status: RunStatus::Pending,
+            input,
+            content: None,
+            model: model_ref,
+            metrics: RunMetrics::default(),
+            error: None,
+            messages,
+            pending_tools: Vec::new(),
+            request_tools: request.tools,
+            limits: request.limits.or(agent.spec.run_limits).or(self.defaults),
+            iterations: 0,
+            last_seq: 0,
+            node: self.node.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.insert_run(&run, &[]).await?;
+        let plan = Plan {
+            provider,
+            model,
+            preamble: preamble(&agent, history),
+            definitions,
+            tools,
+        };
+        let live = self.hub.register(run.id, 0);
+        self.spawn(ticket, live, run.clone(), plan, Start::Fresh);
+        let events = self.follow(tenant, run.id, 0);
+        Ok(RunHandle { run, agent, events })
+    }
+
+    /// Resumes a paused run with the client's tool results and confirmations.
+    #[tracing::instrument(skip_all, fields(run.id = %run_id))]
+    pub async fn continue_run(
+        &self,
+        principal: &Principal,
+        agent_id: AgentId,
+        run_id: RunId,
+        resolved: Vec<ToolExecution>,
+    ) -> Result<RunHandle, Error> {
+        let tenant = principal.tenant_id;
+        let agent = load_live_agent(self.store.as_ref(), tenant, agent_id, "run").await?;
+        RegistryService::ensure_runnable(&agent)?;
+        let mut run = self.load_run(tenant, agent_id, run_id).await?;
+        if run.status != RunStatus::Paused {
+            return Err(Error::Conflict(format!(
+                "cannot continue a run that is {}; only paused runs continue",
+                run.status
+            )));
+        }
+        check_resolutions(&run.pending_tools, &resolved)?;
+        let (definitions, tools) = self.resolve_tools(&agent.spec.tools, &run.request_tools)?;
+        let (provider, model) = self
+            .providers
+            .resolve(&run.model)
+            .map_err(|e| Error::Conflict(format!("the run's model: {e}")))?;
+        let history = if matches!(run.messages.first(), Some(ChatMessage::User { .. })) {
+            self.history(tenant, &run.session_id, Some(run.id)).await?
+        } else {
+            Vec::new()
+        };
+        let base_seq = run.last_seq;
+        let continued = self.claim(&mut run, RunStatus::Running, RunEventData::RunContinued {})
+            .await?;
+        let (ticket, _, _) = self.hub.enter_session(tenant, &run.session_id);
+        let plan = Plan {
+            provider,
+            model,
+            preamble: preamble(&agent, history),
+            definitions,
+            tools,
+        };
+        let live = self.hub.register(run.id, base_seq);
+        live.publish(Arc::new(continued));
+        self.spawn(ticket, live, run.clone(), plan, Start::Continue(resolved));
+        let events = self.follow(tenant, run.id, base_seq);
+        Ok(RunHandle { run, agent, events })
+    }
+
+    /// Cancels a run: a live one stops within moments (model stream and tools included) and ends with
+    /// `RunCancelled`; a paused or orphaned one is ended at once. A finished run is left as it is.
+    #[tracing::instrument(skip_all, fields(run.id = %run_id))]
+    pub async fn cancel(
+        &self,
+        principal: &Principal,
+        agent_id: AgentId,
+        run_id: RunId,
+    ) -> Result<Run, Error> {
+        let tenant = principal.tenant_id;
+        let mut run = self.load_run(tenant, agent_id, run_id).await?;
+        if let Some(live) = self.hub.get(run_id) {
+            let ended = live.ended.notified();
+            live.cancel.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(2), ended).await;
+        } else if matches!(run.status, RunStatus::Paused | RunStatus::Pending) {
+            let cancelled = RunEventData::RunCancelled {
+                reason: "cancelled by request".to_owned(),
+                content: run.content.clone().unwrap_or_default(),
+            };
+            match self.claim(&mut run, RunStatus::Cancelled, cancelled).await {
+                Ok(_) | Err(Error::Conflict(_)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        self.load_run(tenant, agent_id, run_id).await
+    }
+
+    /// One run of the agent.
+    pub async fn get(
+        &self,
+        tenant: TenantId,
+        agent_id: AgentId,
+        run_id: RunId,
+    ) -> Result<Run, Error> {
+        self.load_run(tenant, agent_id, run_id).await
+    }
+
+    /// A page of runs, oldest first.
+    pub async fn list(
+        &self,
+        tenant: TenantId,
+        filter: &RunFilter,
+        page: PageRequest<RunId>,
+    ) -> Result<Page<Run>, Error> {
+        let runs = self
+            .store
+            .list_runs(tenant, filter, page.after, page.limit + 1)
+            .await?;
+        Ok(Page::from_overfetch(runs, page.limit, |run| run.id.to_string()))
+    }
+
+    /// The run's events after `after_seq`, then the live ones until the run ends or pauses.
+    pub async fn events(
+        &self,
+        tenant: TenantId,
+        agent_id: AgentId,
+        run_id: RunId,
+        after_seq: u64,
+    ) -> Result<(Run, RunEvents), Error> {
+        let run = self.load_run(tenant, agent_id, run_id).await?;
+        Ok((run, self.follow(tenant, run_id, after_seq)))
+    }
+
+    /// Ends the runs this node left in flight when it stopped: each gets a `RunError` and status
+    /// `error`, so no stream waits for it forever. Paused runs are left paused.
+    pub async fn recover(&self) -> Result<usize, Error> {
+        let unfinished = self.store.list_unfinished_runs(&self.node).await?;
+        let mut ended = 0;
+        for (tenant, run_id) in unfinished {
+            let Some(mut run) = self.store.get_run(tenant, run_id).await? else {
+                continue;
+            };
+            run.error = Some("the server stopped while the run was in flight".to_owned());
+            let failed = RunEventData::RunError {
+                content: "the server stopped while the run was in flight".to_owned(),
+                error_type: "server_restarted".to_owned(),
+            };
+            if self.claim(&mut run, RunStatus::Error, failed).await.is_ok() {
+                ended += 1;
+            }
+        }
+        if ended > 0 {
+            tracing::warn!(runs = ended, "ended runs left in flight by the previous start");
+        }
+        Ok(ended)
+    }
+
+    /// The agent's name, for event frames.
+    pub async fn agent_name(&self, tenant: TenantId, agent_id: AgentId) -> Result<String, Error> {
+        let agent = crate::registry::load_agent(self.store.as_ref(), tenant, agent_id).await?;
+        Ok(agent.spec.name)
+    }
+
+    /// Figures over the agent's runs.
+    pub async fn stats(
+        &self,
+        tenant: TenantId,
+        agent_id: AgentId,
+    ) -> Result<agentd_store::RunStats, Error> {
+        Ok(self.store.agent_run_stats(tenant, agent_id).await?)
+    }
+
+    /// Moves a run that no execution owns to `status` with one event, refusing (with a conflict) if
+    /// anyone else wrote to it first.
+    async fn claim(
+        &self,
+        run: &mut Run,
+        status: RunStatus,
+        data: RunEventData,
+    ) -> Result<RunEvent, Error> {
+        let expected = run.last_seq;
+        run.last_seq += 1;
+        run.status = status;
+        run.updated_at = agentd_core::now();
+        if status != RunStatus::Paused {
+            run.pending_tools.clear();
+        }
+        let event = RunEvent {
+            run_id: run.id,
+            seq: run.last_seq,
+            created_at: run.updated_at,
+            data,
+        };
+        match self
+            .store
+            .save_run(run, expected, std::slice::from_ref(&event))
+            .await
+        {
+            Ok(Update::Applied) => Ok(event),
+            Ok(Update::Stale(current)) => Err(Error::Conflict(format!(
+                "the run changed meanwhile (it is {current} now)"
+            ))),
+            Ok(Update::Missing) => Err(Error::NotFound("run")),
+            Err(agentd_store::StoreError::Conflict(_)) => {
+                Err(Error::Conflict("the run changed meanwhile".to_owned()))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    fn spawn(
+        &self,
+        ticket: SessionTicket,
+        live: Arc<LiveRun>,
+        run: Run,
+        plan: Plan,
+        start: Start,
+    ) {
+        let execution = Execution::new(self.store.clone(), self.hub.clone(), live.clone(), run, plan);
+        let run_id = execution.run.id;
+        tokio::spawn(async move {
+            let turn = tokio::select! {
+                turn = ticket.wait(run_id) => Some(turn),
+                _ = live.cancel.cancelled() => None,
+            };
+            let start = match turn {
+                Some(_) => start,
+                None => Start::CancelledBeforeStart,
+            };
+            execution.execute(start).await;
+            drop(turn);
+        });
+    }
+
+    async fn load_run(
+        &self,
+        tenant: TenantId,
+        agent_id: AgentId,
+        run_id: RunId,
+    ) -> Result<Run, Error> {
+        match self.store.get_run(tenant, run_id).await? {
+            Some(run) if run.agent_id == agent_id => Ok(run),
+            _ => Err(Error::NotFound("run")),
+        }
+    }
+
+    /// The session named by the request (created on first use) or a new one.
+    async fn open_session(
+        &self,
+        tenant: TenantId,
+        agent: &Agent,
+        id: Option<SessionId>,
+        user_id: Option<String>,
+    ) -> Result<Session, Error> {
+        if let Some(id) = &id {
+            if let Some(session) = self.store.get_session(tenant, id).await? {
+                return Ok(session);
+            }
+        }
+        let now = agentd_core::now();
+        let session = Session {
+            tenant_id: tenant,
+            id: id.unwrap_or_default(),
+            kind: SessionKind::Agent,
+            component_id: agent.id.to_string(),
+            user_id,
+            name: None,
+            state: Default::default(),
+            metadata: Default::default(),
+            summary: None,
+            policy: SessionPolicy::default(),
+            created_at: now,
+            updated_at: now,
+        };
+        if self.store.create_session(&session).await? {
+            return Ok(session);
+        }
+        // Created by a concurrent request a moment ago.
+        self.store
+            .get_session(tenant, &session.id)
+            .await?
+            .ok_or(Error::NotFound("session"))
+    }
+
+    /// The transcript of the session's completed runs (before `before`, if given), oldest first.
+    async fn history(
+        &self,
+        tenant: TenantId,
+        session: &SessionId,
+        before: Option<RunId>,
+    ) -> Result<Vec<ChatMessage>, Error> {
+        let runs = self
+            .store
+            .session_history(tenant, session, HISTORY_RUNS)
+            .await?;
+        Ok(runs
+            .into_iter()
+            .filter(|run| before.is_none_or(|before| run.id < before))
+            .flat_map(|run| run.messages)
+            .collect())
+    }
+
+    /// The tools a run offers the model: the agent's (server tools by name, client-side ones as
+    /// declared) and the request's (client-side).
+    fn resolve_tools(
+        &self,
+        agent_tools: &[ToolSpec],
+        request_tools: &[ToolSpec],
+    ) -> Result<(Vec<ToolDefinition>, HashMap<String, ToolKind>), Error> {
+        let mut definitions = Vec::new();
+        let mut kinds = HashMap::new();
+        for (index, spec) in agent_tools.iter().enumerate() {
+            if spec.client_side {
+                definitions.push(client_definition(spec));
+                kinds.insert(spec.name.clone(), ToolKind::Client);
+                continue;
+            }
+            let tool = self.tools.get(&spec.name).ok_or_else(|| {
+                Error::Conflict(format!(
+                    "the agent's tools[{index}] `{}` is no server tool (built-ins: {}); mark it `client_side` if the caller executes it",
+                    spec.name,
+                    self.tools.names().join(", ")
+                ))
+            })?;
+            definitions.push(ToolDefinition {
+                name: spec.name.clone(),
+                description: spec
+                    .description
+                    .clone()
+                    .unwrap_or_else(|| tool.description().to_owned()),
+                parameters: spec.parameters.clone().unwrap_or_else(|| tool.parameters()),
+            });
+            kinds.insert(
+                spec.name.clone(),
+                ToolKind::Server {
+                    tool,
+                    confirm: spec.requires_confirmation,
+                },
+            );
+        }
+        for spec in request_tools {
+            definitions.retain(|d| d.name != spec.name);
+            definitions.push(client_definition(spec));
+            kinds.insert(spec.name.clone(), ToolKind::Client);
+        }
+        Ok((definitions, kinds))
+    }
+
+    /// Events of the run after `after_seq`, then live ones.
+    fn follow(&self, tenant: TenantId, run_id: RunId, after_seq: u64) -> RunEvents {
+        RunEvents {
+            store: self.store.clone(),
+            hub: self.hub.clone(),
+            tenant,
+            run_id,
+            last: after_seq,
+            queue: VecDeque::new(),
+            live: None,
+            done: false,
+        }
+    }
+}
+
+fn client_definition(spec: &ToolSpec) -> ToolDefinition {
+    ToolDefinition {
+        name: spec.name.clone(),
+        description: spec.description.clone().unwrap_or_else(|| spec.name.clone()),
+        parameters: spec
+            .parameters
+            .clone()
+            .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+    }
+}
+
+fn preamble(agent: &Agent, history: Vec<ChatMessage>) -> Vec<ChatMessage> {
+    let mut messages = Vec::with_capacity(history.len() + 1);
+    if let Some(instructions) = agent.spec.instructions.clone() {
+        messages.push(ChatMessage::System {
+            content: instructions,
+        });
+    }
+    messages.extend(history);
+    messages
+}
+
+fn last_user_text(messages: &[ChatMessage]) -> String {
+    messages
+        .iter()
+        .rev()
+        .find_map(|m| match m {
+            ChatMessage::User { content } => Some(content.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// Every pending tool must be answered: a result for client-side tools, a decision for
+/// confirmations.
+fn check_resolutions(pending: &[ToolExecution], resolved: &[ToolExecution]) -> Result<(), Error> {
+    for tool in pending {
+        let answer = resolved.iter().find(|r| r.tool_call_id == tool.tool_call_id);
+        let Some(answer) = answer else {
+            return Err(Error::invalid(
+                "tools",
+                format!(
+                    "the paused run waits on tool call `{}` ({}); send it back with {}",
+                    tool.tool_call_id,
+                    tool.tool_name,
+                    if tool.external_execution_required {
+                        "its `result`"
+                    } else {
+                        "`confirmed` true or false"
+                    }
+                ),
+            ));
+        };
+        if tool.external_execution_required && answer.result.is_none() {
+            return Err(Error::invalid(
+                "tools",
+                format!("tool call `{}` needs a `result`", tool.tool_call_id),
+            ));
+        }
+        if tool.requires_confirmation && answer.confirmed.is_none() {
+            return Err(Error::invalid(
+                "tools",
+                format!(
+                    "tool call `{}` needs `confirmed` true or false",
+                    tool.tool_call_id
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A run's events in `seq` order, each once: stored ones first, then live ones, until the run ends
+/// (a terminal event) or pauses (`RunPaused` as its latest event).
+pub struct RunEvents {
+    store: Arc<dyn Store>,
+    hub: Arc<RunHub>,
+    tenant: TenantId,
+    run_id: RunId,
+    last: u64,
+    queue: VecDeque<Arc<RunEvent>>,
+    live: Option<(Arc<LiveRun>, tokio::sync::broadcast::Receiver<Arc<RunEvent>>)>,
+    done: bool,
+}
+
+impl RunEvents {
+    /// The next event, or `None` once the run has ended or paused.
+    pub async fn next(&mut self) -> Option<Arc<RunEvent>> {
+        loop {
+            if self.done {
+                return None;
+            }
+            if let Some(event) = self.queue.pop_front() {
+                if event.seq <= self.last {
+                    continue;
+                }
+                self.last = event.seq;
+                let pauses = matches!(event.data, RunEventData::RunPaused { .. });
+                if event.data.is_terminal() {
+                    self.done = true;
+                } else if pauses && self.queue.is_empty() {
+                    self.done = self.paused_here().await.unwrap_or(true);
+                    if self.done {
+                        self.live = None;
+                    }
+                }
+                return Some(event);
+            }
+            if let Err(error) = self.refill().await {
+                tracing::error!(error = %error, run.id = %self.run_id, "reading run events failed");
+                self.done = true;
+            }
+        }
+    }
+
+    /// Turns this into a `Stream`.
+    pub fn into_stream(self) -> impl futures::Stream<Item = Arc<RunEvent>> + Send {
+        futures::stream::unfold(self, |mut events| async move {
+            events.next().await.map(|event| (event, events))
+        })
+    }
+
+    async fn refill(&mut self) -> Result<(), Error> {
+        if let Some((live, receiver)) = &mut self.live {
+            match receiver.recv().await {
+                Ok(event) => self.queue.push_back(event),
+                Err(RecvError::Lagged(_)) => {
+                    let missed = live.buffered_after(self.last);
+                    self.queue.extend(missed);
+                }
+                Err(RecvError::Closed) => self.live = None,
+            }
+            return Ok(());
+        }
+        if let Some(live) = self.hub.get(self.run_id) {
+            let attachment = live.attach(self.last);
+            if self.last < attachment.base_seq {
+                let stored = self
+                    .store
+                    .list_run_events(self.tenant, self.run_id, self.last, u32::MAX)
+                    .await?;
+                self.queue.extend(
+                    stored
+                        .into_iter()
+                        .filter(|e| e.seq <= attachment.base_seq)
+                        .map(Arc::new),
+                );
+            }
+            self.queue.extend(attachment.buffered);
+            if !attachment.finished {
+                self.live = Some((live, attachment.receiver));
+            }
+            if !self.queue.is_empty() || self.live.is_some() {
+                return Ok(());
+            }
+        }
+        let stored = self
+            .store
+            .list_run_events(self.tenant, self.run_id, self.last, 1000)
+            .await?;
+        if !stored.is_empty() {
+            self.queue.extend(stored.into_iter().map(Arc::new));
+            return Ok(());
+        }
+        // Nothing newer is stored: the run has paused or ended, or runs elsewhere.
+        let run = self.store.get_run(self.tenant, self.run_id).await?;
+        match run {
+            Some(run) if run.status.is_terminal() || run.status == RunStatus::Paused => {
+                if self.hub.get(self.run_id).is_none() {
+                    self.done = true;
+                }
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            None => self.done = true,
+        }
+        Ok(())
+    }
+
+    /// Whether the run is paused with nothing after `self.last`: a stream ends at such a pause.
+    async fn paused_here(&self) -> Result<bool, Error> {
+        let later = self
+            .store
+            .list_run_events(self.tenant, self.run_id, self.last, 1)
+            .await?;
+        if !later.is_empty() {
+            return Ok(false);
+        }
+        let run = self.store.get_run(self.tenant, self.run_id).await?;
+        Ok(run.is_some_and(|run| run.status == RunStatus::Paused))
+    }
+}

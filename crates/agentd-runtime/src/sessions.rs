@@ -1,0 +1,219 @@
+//! Sessions: conversations with an agent, created on a run's first use or explicitly, listed with
+//! filters, renamed, updated and deleted (with their runs).
+
+use std::sync::Arc;
+
+use agentd_core::run::{Run, Session, SessionId, SessionKind, SessionPolicy};
+use agentd_core::{RunId, TenantId};
+use agentd_store::{RunFilter, SessionCursor, SessionFilter, Store};
+use serde_json::{Map, Value};
+
+use crate::page::{DEFAULT_LIMIT, MAX_LIMIT};
+use crate::{Error, Page, PageRequest};
+
+/// A new session.
+#[derive(Clone, Debug, Default)]
+pub struct NewSession {
+    pub id: Option<SessionId>,
+    pub kind: Option<SessionKind>,
+    pub component_id: String,
+    pub user_id: Option<String>,
+    pub name: Option<String>,
+    pub state: Map<String, Value>,
+    pub metadata: Map<String, Value>,
+    pub policy: Option<SessionPolicy>,
+}
+
+/// Changes to a session: absent fields are kept; `Some(None)` clears an optional one.
+#[derive(Clone, Debug, Default)]
+pub struct SessionPatch {
+    pub name: Option<Option<String>>,
+    pub state: Option<Map<String, Value>>,
+    pub metadata: Option<Map<String, Value>>,
+    pub summary: Option<Option<String>>,
+    pub policy: Option<SessionPolicy>,
+}
+
+/// A page of sessions with the number matching the filter.
+pub struct SessionPage {
+    pub sessions: Vec<Session>,
+    pub total: u64,
+    pub next_cursor: Option<String>,
+}
+
+/// The session service.
+pub struct SessionService {
+    store: Arc<dyn Store>,
+}
+
+impl SessionService {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// Creates a session; an id in use is a conflict.
+    pub async fn create(&self, tenant: TenantId, new: NewSession) -> Result<Session, Error> {
+        if let Some(name) = &new.name {
+            check_name(name)?;
+        }
+        let now = agentd_core::now();
+        let session = Session {
+            tenant_id: tenant,
+            id: new.id.unwrap_or_default(),
+            kind: new.kind.unwrap_or(SessionKind::Agent),
+            component_id: new.component_id,
+            user_id: new.user_id,
+            name: new.name,
+            state: new.state,
+            metadata: new.metadata,
+            summary: None,
+            policy: new.policy.unwrap_or_default(),
+            created_at: now,
+            updated_at: now,
+        };
+        if !self.store.create_session(&session).await? {
+            return Err(Error::Conflict(format!(
+                "a session with id `{}` exists already",
+                session.id
+            )));
+        }
+        Ok(session)
+    }
+
+    pub async fn get(&self, tenant: TenantId, id: &SessionId) -> Result<Session, Error> {
+        self.store
+            .get_session(tenant, id)
+            .await?
+            .ok_or(Error::NotFound("session"))
+    }
+
+    /// Sessions matching `filter`, newest first. The cursor is opaque to clients.
+    pub async fn list(
+        &self,
+        tenant: TenantId,
+        filter: &SessionFilter,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<SessionPage, Error> {
+        let limit = limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(Error::invalid(
+                "limit",
+                format!("must be between 1 and {MAX_LIMIT}"),
+            ));
+        }
+        let after = cursor.filter(|c| !c.is_empty()).map(decode_cursor).transpose()?;
+        let (mut sessions, total) = self
+            .store
+            .list_sessions(tenant, filter, after.as_ref(), limit + 1)
+            .await?;
+        let more = sessions.len() > limit as usize;
+        sessions.truncate(limit as usize);
+        let next_cursor = more
+            .then(|| sessions.last().map(encode_cursor))
+            .flatten();
+        Ok(SessionPage {
+            sessions,
+            total,
+            next_cursor,
+        })
+    }
+
+    /// Applies `patch`.
+    pub async fn update(
+        &self,
+        tenant: TenantId,
+        id: &SessionId,
+        patch: SessionPatch,
+    ) -> Result<Session, Error> {
+        let mut session = self.get(tenant, id).await?;
+        if let Some(name) = patch.name {
+            if let Some(name) = &name {
+                check_name(name)?;
+            }
+            session.name = name;
+        }
+        if let Some(state) = patch.state {
+            session.state = state;
+        }
+        if let Some(metadata) = patch.metadata {
+            session.metadata = metadata;
+        }
+        if let Some(summary) = patch.summary {
+            session.summary = summary;
+        }
+        if let Some(policy) = patch.policy {
+            session.policy = policy;
+        }
+        session.updated_at = agentd_core::now();
+        if !self.store.update_session(&session).await? {
+            return Err(Error::NotFound("session"));
+        }
+        Ok(session)
+    }
+
+    /// Deletes one session and its runs.
+    pub async fn delete(&self, tenant: TenantId, id: &SessionId) -> Result<(), Error> {
+        match self.store.delete_sessions(tenant, std::slice::from_ref(id)).await? {
+            0 => Err(Error::NotFound("session")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes several sessions and their runs; how many existed.
+    pub async fn delete_many(&self, tenant: TenantId, ids: &[SessionId]) -> Result<u64, Error> {
+        Ok(self.store.delete_sessions(tenant, ids).await?)
+    }
+
+    /// The session's runs, oldest first.
+    pub async fn runs(
+        &self,
+        tenant: TenantId,
+        id: &SessionId,
+        page: PageRequest<RunId>,
+    ) -> Result<Page<Run>, Error> {
+        self.get(tenant, id).await?;
+        let filter = RunFilter {
+            session_id: Some(id.clone()),
+            ..RunFilter::default()
+        };
+        let runs = self
+            .store
+            .list_runs(tenant, &filter, page.after, page.limit + 1)
+            .await?;
+        Ok(Page::from_overfetch(runs, page.limit, |run| run.id.to_string()))
+    }
+
+    /// One run of the session.
+    pub async fn run(&self, tenant: TenantId, id: &SessionId, run: RunId) -> Result<Run, Error> {
+        match self.store.get_run(tenant, run).await? {
+            Some(run) if &run.session_id == id => Ok(run),
+            _ => Err(Error::NotFound("run")),
+        }
+    }
+}
+
+fn check_name(name: &str) -> Result<(), Error> {
+    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "session_name",
+            "must be 1 to 200 characters without control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// `<created_at millis>.<session id>`: session ids may contain `.`, so split at the first one.
+fn encode_cursor(session: &Session) -> String {
+    format!("{}.{}", session.created_at.timestamp_millis(), session.id)
+}
+
+fn decode_cursor(raw: &str) -> Result<SessionCursor, Error> {
+    let bad = || Error::invalid("cursor", "not a cursor returned by this list");
+    let (millis, id) = raw.split_once('.').ok_or_else(bad)?;
+    let millis: i64 = millis.parse().map_err(|_| bad())?;
+    Ok(SessionCursor {
+        created_at: chrono::DateTime::from_timestamp_millis(millis).ok_or_else(bad)?,
+        id: SessionId::parse(id).map_err(|_| bad())?,
+    })
+}
