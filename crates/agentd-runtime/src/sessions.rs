@@ -56,11 +56,19 @@ impl SessionService {
         if let Some(name) = &new.name {
             check_name(name)?;
         }
+        let kind = new.kind.unwrap_or(SessionKind::Agent);
+        if kind == SessionKind::Agent {
+            let agent = new
+                .component_id
+                .parse()
+                .map_err(|_| Error::invalid("agent_id", "must be an agent id (a UUID)"))?;
+            crate::registry::load_agent(self.store.as_ref(), tenant, agent).await?;
+        }
         let now = agentd_core::now();
         let session = Session {
             tenant_id: tenant,
             id: new.id.unwrap_or_default(),
-            kind: new.kind.unwrap_or(SessionKind::Agent),
+            kind,
             component_id: new.component_id,
             user_id: new.user_id,
             name: new.name,

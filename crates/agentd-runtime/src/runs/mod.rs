@@ -423,6 +423,12 @@ impl RunService {
     ) -> Result<Session, Error> {
         if let Some(id) = &id {
             if let Some(session) = self.store.get_session(tenant, id).await? {
+                if session.component_id != agent.id.to_string() {
+                    return Err(Error::Conflict(format!(
+                        "session `{id}` belongs to {} `{}`, not to this agent",
+                        session.kind, session.component_id
+                    )));
+                }
                 return Ok(session);
             }
         }

@@ -9,9 +9,11 @@ pub mod agent_health;
 pub mod agent_history;
 pub mod agents;
 pub mod capabilities;
+pub mod chat;
 pub mod keys;
 pub mod resources;
 pub mod runs;
+pub mod sessions;
 pub mod system;
 
 /// Every API route, with its documentation.
@@ -25,4 +27,6 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(capabilities::router())
         .merge(resources::router())
         .merge(runs::router())
+        .merge(chat::router())
+        .merge(sessions::router())
 }

@@ -9,6 +9,7 @@ mod keys;
 mod lifecycle;
 mod resources;
 mod routes;
+mod runs;
 mod system;
 
 use reqwest::Response;
