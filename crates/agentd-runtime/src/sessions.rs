@@ -110,16 +110,17 @@ impl SessionService {
                 format!("must be between 1 and {MAX_LIMIT}"),
             ));
         }
-        let after = cursor.filter(|c| !c.is_empty()).map(decode_cursor).transpose()?;
+        let after = cursor
+            .filter(|c| !c.is_empty())
+            .map(decode_cursor)
+            .transpose()?;
         let (mut sessions, total) = self
             .store
             .list_sessions(tenant, filter, after.as_ref(), limit + 1)
             .await?;
         let more = sessions.len() > limit as usize;
         sessions.truncate(limit as usize);
-        let next_cursor = more
-            .then(|| sessions.last().map(encode_cursor))
-            .flatten();
+        let next_cursor = more.then(|| sessions.last().map(encode_cursor)).flatten();
         Ok(SessionPage {
             sessions,
             total,
@@ -162,7 +163,11 @@ impl SessionService {
 
     /// Deletes one session and its runs.
     pub async fn delete(&self, tenant: TenantId, id: &SessionId) -> Result<(), Error> {
-        match self.store.delete_sessions(tenant, std::slice::from_ref(id)).await? {
+        match self
+            .store
+            .delete_sessions(tenant, std::slice::from_ref(id))
+            .await?
+        {
             0 => Err(Error::NotFound("session")),
             _ => Ok(()),
         }
@@ -189,7 +194,9 @@ impl SessionService {
             .store
             .list_runs(tenant, &filter, page.after, page.limit + 1)
             .await?;
-        Ok(Page::from_overfetch(runs, page.limit, |run| run.id.to_string()))
+        Ok(Page::from_overfetch(runs, page.limit, |run| {
+            run.id.to_string()
+        }))
     }
 
     /// One run of the session.

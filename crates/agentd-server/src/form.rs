@@ -76,12 +76,18 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
     }
 }
 
-async fn body_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<axum::body::Bytes, ApiError> {
+async fn body_bytes<S: Send + Sync>(
+    request: Request,
+    state: &S,
+) -> Result<axum::body::Bytes, ApiError> {
     axum::body::Bytes::from_request(request, state)
         .await
         .map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(ErrorCode::PayloadTooLarge, "the request body exceeds the size limit")
+                ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    "the request body exceeds the size limit",
+                )
             } else {
                 ApiError::new(ErrorCode::InvalidJson, rejection.body_text())
             }
@@ -95,14 +101,23 @@ impl Fields {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(text)) if text.is_empty() => Ok(None),
             Some(Value::String(text)) => Ok(Some(text.clone())),
-            Some(_) => Err(ApiError::field(ErrorCode::InvalidField, name, "must be a string")),
+            Some(_) => Err(ApiError::field(
+                ErrorCode::InvalidField,
+                name,
+                "must be a string",
+            )),
         }
     }
 
     /// A required string field.
     pub fn required_string(&self, name: &str) -> Result<String, ApiError> {
-        self.string(name)?
-            .ok_or_else(|| ApiError::field(ErrorCode::InvalidField, name, format!("missing field `{name}`")))
+        self.string(name)?.ok_or_else(|| {
+            ApiError::field(
+                ErrorCode::InvalidField,
+                name,
+                format!("missing field `{name}`"),
+            )
+        })
     }
 
     /// A boolean field (`true`/`false`, or the strings a form sends).
@@ -114,9 +129,17 @@ impl Fields {
                 "" | "null" => Ok(None),
                 "true" | "1" | "yes" | "on" => Ok(Some(true)),
                 "false" | "0" | "no" | "off" => Ok(Some(false)),
-                _ => Err(ApiError::field(ErrorCode::InvalidField, name, "must be true or false")),
+                _ => Err(ApiError::field(
+                    ErrorCode::InvalidField,
+                    name,
+                    "must be true or false",
+                )),
             },
-            Some(_) => Err(ApiError::field(ErrorCode::InvalidField, name, "must be true or false")),
+            Some(_) => Err(ApiError::field(
+                ErrorCode::InvalidField,
+                name,
+                "must be true or false",
+            )),
         }
     }
 
@@ -124,16 +147,26 @@ impl Fields {
     pub fn number(&self, name: &str) -> Result<Option<u64>, ApiError> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => n
-                .as_u64()
-                .map(Some)
-                .ok_or_else(|| ApiError::field(ErrorCode::InvalidField, name, "must be a non-negative integer")),
+            Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
+                ApiError::field(
+                    ErrorCode::InvalidField,
+                    name,
+                    "must be a non-negative integer",
+                )
+            }),
             Some(Value::String(text)) if text.is_empty() => Ok(None),
-            Some(Value::String(text)) => text
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError::field(ErrorCode::InvalidField, name, "must be a non-negative integer")),
-            Some(_) => Err(ApiError::field(ErrorCode::InvalidField, name, "must be a non-negative integer")),
+            Some(Value::String(text)) => text.parse().map(Some).map_err(|_| {
+                ApiError::field(
+                    ErrorCode::InvalidField,
+                    name,
+                    "must be a non-negative integer",
+                )
+            }),
+            Some(_) => Err(ApiError::field(
+                ErrorCode::InvalidField,
+                name,
+                "must be a non-negative integer",
+            )),
         }
     }
 

@@ -41,8 +41,11 @@ pub(crate) struct Plan {
     pub(crate) provider: Arc<dyn ModelProvider>,
     /// The model name as the provider knows it.
     pub(crate) model: String,
-    /// Instructions, then the session history before this run.
+    /// The instructions.
     pub(crate) preamble: Vec<ChatMessage>,
+    /// Whether the session's earlier runs come between the instructions and this run (read when the
+    /// run gets its session's turn, so a queued run sees the run it waited for).
+    pub(crate) with_history: bool,
     pub(crate) definitions: Vec<ToolDefinition>,
     pub(crate) tools: HashMap<String, ToolKind>,
 }
@@ -66,6 +69,9 @@ enum Ending {
 }
 
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// How many earlier runs of a session a new run sees as history.
+const HISTORY_RUNS: u32 = 20;
 
 /// One segment of one run.
 pub(crate) struct Execution {
@@ -127,7 +133,10 @@ impl Execution {
             Ending::Paused(tools) => {
                 let content = pause_message(&tools);
                 self.run.pending_tools = tools.clone();
-                (RunStatus::Paused, RunEventData::RunPaused { tools, content })
+                (
+                    RunStatus::Paused,
+                    RunEventData::RunPaused { tools, content },
+                )
             }
             Ending::Cancelled => (
                 RunStatus::Cancelled,
@@ -160,6 +169,17 @@ impl Execution {
 
     async fn drive(&mut self, start: Start) -> Ending {
         self.run.status = RunStatus::Running;
+        if self.plan.with_history {
+            match self.history().await {
+                Ok(history) => self.plan.preamble.extend(history),
+                Err(error) => {
+                    return Ending::Failed {
+                        message: format!("reading the session's history failed: {error}"),
+                        error_type: "store_failed".to_owned(),
+                    }
+                }
+            }
+        }
         match start {
             Start::Fresh => {
                 let data = RunEventData::RunStarted {
@@ -462,7 +482,8 @@ impl Execution {
                     self.emit(RunEventData::ToolCallStarted {
                         tool: execution.clone(),
                     });
-                    let message = format!("the tool `{}` is no longer available", execution.tool_name);
+                    let message =
+                        format!("the tool `{}` is no longer available", execution.tool_name);
                     self.tool_failed(execution, message);
                     continue;
                 }
@@ -483,6 +504,19 @@ impl Execution {
             }
         }
         self.run_server_tools(ready, None).await
+    }
+
+    /// The transcript of the session's completed runs before this one, oldest first.
+    async fn history(&self) -> Result<Vec<ChatMessage>, agentd_store::StoreError> {
+        let runs = self
+            .store
+            .session_history(self.run.tenant_id, &self.run.session_id, HISTORY_RUNS)
+            .await?;
+        Ok(runs
+            .into_iter()
+            .filter(|run| run.id < self.run.id)
+            .flat_map(|run| run.messages)
+            .collect())
     }
 
     /// Numbers an event and records it for the next flush.
@@ -509,10 +543,17 @@ impl Execution {
         self.run.updated_at = agentd_core::now();
         self.last_flush = Instant::now();
         let events = std::mem::take(&mut self.unflushed);
-        match self.store.save_run(&self.run, self.stored_seq, &events).await {
+        match self
+            .store
+            .save_run(&self.run, self.stored_seq, &events)
+            .await
+        {
             Ok(Update::Applied) => self.stored_seq = self.run.last_seq,
             Ok(other) => {
-                tracing::error!(?other, "the run changed under its execution; events not stored")
+                tracing::error!(
+                    ?other,
+                    "the run changed under its execution; events not stored"
+                )
             }
             Err(error) => {
                 tracing::error!(error = %error, "storing the run failed; keeping its events for the next flush");

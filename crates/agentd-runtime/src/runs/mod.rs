@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use agentd_core::agent::{Agent, ToolSpec};
 use agentd_core::run::{
-    ChatMessage, Run, RunEvent, RunEventData, RunLimits, RunMetrics, RunStatus, Session,
-    SessionId, SessionKind, SessionPolicy, ToolExecution,
+    ChatMessage, Run, RunEvent, RunEventData, RunLimits, RunMetrics, RunStatus, Session, SessionId,
+    SessionKind, SessionPolicy, ToolExecution,
 };
 use agentd_core::{AgentId, RunId, TenantId};
 use agentd_models::{Providers, ToolDefinition};
@@ -28,9 +28,6 @@ mod hub;
 
 use engine::{Execution, Plan, Start, ToolKind};
 use hub::{LiveRun, RunHub, SessionTicket};
-
-/// How many earlier runs of a session a new run sees as history.
-const HISTORY_RUNS: u32 = 20;
 
 /// What the caller sends to start a run.
 #[derive(Clone, Debug)]
@@ -140,13 +137,16 @@ impl RunService {
             }
         }
         let (messages, input, history) = match request.input {
-            RunInput::Message(text) => {
-                let history = self.history(tenant, &session.id, None).await?;
-                (vec![ChatMessage::User { content: text.clone() }], text, history)
-            }
+            RunInput::Message(text) => (
+                vec![ChatMessage::User {
+                    content: text.clone(),
+                }],
+                text,
+                true,
+            ),
             RunInput::Conversation(messages) => {
                 let input = last_user_text(&messages);
-                (messages, input, Vec::new())
+                (messages, input, false)
             }
         };
         let now = agentd_core::now();
@@ -178,7 +178,8 @@ impl RunService {
         let plan = Plan {
             provider,
             model,
-            preamble: preamble(&agent, history),
+            preamble: preamble(&agent),
+            with_history: history,
             definitions,
             tools,
         };
@@ -213,19 +214,24 @@ impl RunService {
             .providers
             .resolve(&run.model)
             .map_err(|e| Error::Conflict(format!("the run's model: {e}")))?;
-        let history = if matches!(run.messages.first(), Some(ChatMessage::User { .. })) {
-            self.history(tenant, &run.session_id, Some(run.id)).await?
-        } else {
-            Vec::new()
-        };
+        // A run started from a message sees its session's history; one started from a whole
+        // conversation does not.
+        let with_history = run.messages.len() <= 1
+            || !run
+                .messages
+                .iter()
+                .skip(1)
+                .any(|m| matches!(m, ChatMessage::User { .. } | ChatMessage::System { .. }));
         let base_seq = run.last_seq;
-        let continued = self.claim(&mut run, RunStatus::Running, RunEventData::RunContinued {})
+        let continued = self
+            .claim(&mut run, RunStatus::Running, RunEventData::RunContinued {})
             .await?;
         let (ticket, _, _) = self.hub.enter_session(tenant, &run.session_id);
         let plan = Plan {
             provider,
             model,
-            preamble: preamble(&agent, history),
+            preamble: preamble(&agent),
+            with_history,
             definitions,
             tools,
         };
@@ -285,7 +291,9 @@ impl RunService {
             .store
             .list_runs(tenant, filter, page.after, page.limit + 1)
             .await?;
-        Ok(Page::from_overfetch(runs, page.limit, |run| run.id.to_string()))
+        Ok(Page::from_overfetch(runs, page.limit, |run| {
+            run.id.to_string()
+        }))
     }
 
     /// The run's events after `after_seq`, then the live ones until the run ends or pauses.
@@ -319,7 +327,10 @@ impl RunService {
             }
         }
         if ended > 0 {
-            tracing::warn!(runs = ended, "ended runs left in flight by the previous start");
+            tracing::warn!(
+                runs = ended,
+                "ended runs left in flight by the previous start"
+            );
         }
         Ok(ended)
     }
@@ -351,7 +362,7 @@ impl RunService {
         run.last_seq += 1;
         run.status = status;
         run.updated_at = agentd_core::now();
-        if status != RunStatus::Paused {
+        if status.is_terminal() {
             run.pending_tools.clear();
         }
         let event = RunEvent {
@@ -377,15 +388,14 @@ impl RunService {
         }
     }
 
-    fn spawn(
-        &self,
-        ticket: SessionTicket,
-        live: Arc<LiveRun>,
-        run: Run,
-        plan: Plan,
-        start: Start,
-    ) {
-        let execution = Execution::new(self.store.clone(), self.hub.clone(), live.clone(), run, plan);
+    fn spawn(&self, ticket: SessionTicket, live: Arc<LiveRun>, run: Run, plan: Plan, start: Start) {
+        let execution = Execution::new(
+            self.store.clone(),
+            self.hub.clone(),
+            live.clone(),
+            run,
+            plan,
+        );
         let run_id = execution.run.id;
         tokio::spawn(async move {
             let turn = tokio::select! {
@@ -457,24 +467,6 @@ impl RunService {
             .ok_or(Error::NotFound("session"))
     }
 
-    /// The transcript of the session's completed runs (before `before`, if given), oldest first.
-    async fn history(
-        &self,
-        tenant: TenantId,
-        session: &SessionId,
-        before: Option<RunId>,
-    ) -> Result<Vec<ChatMessage>, Error> {
-        let runs = self
-            .store
-            .session_history(tenant, session, HISTORY_RUNS)
-            .await?;
-        Ok(runs
-            .into_iter()
-            .filter(|run| before.is_none_or(|before| run.id < before))
-            .flat_map(|run| run.messages)
-            .collect())
-    }
-
     /// The tools a run offers the model: the agent's (server tools by name, client-side ones as
     /// declared) and the request's (client-side).
     fn resolve_tools(
@@ -539,7 +531,10 @@ impl RunService {
 fn client_definition(spec: &ToolSpec) -> ToolDefinition {
     ToolDefinition {
         name: spec.name.clone(),
-        description: spec.description.clone().unwrap_or_else(|| spec.name.clone()),
+        description: spec
+            .description
+            .clone()
+            .unwrap_or_else(|| spec.name.clone()),
         parameters: spec
             .parameters
             .clone()
@@ -547,15 +542,14 @@ fn client_definition(spec: &ToolSpec) -> ToolDefinition {
     }
 }
 
-fn preamble(agent: &Agent, history: Vec<ChatMessage>) -> Vec<ChatMessage> {
-    let mut messages = Vec::with_capacity(history.len() + 1);
-    if let Some(instructions) = agent.spec.instructions.clone() {
-        messages.push(ChatMessage::System {
-            content: instructions,
-        });
-    }
-    messages.extend(history);
-    messages
+fn preamble(agent: &Agent) -> Vec<ChatMessage> {
+    agent
+        .spec
+        .instructions
+        .clone()
+        .map(|content| ChatMessage::System { content })
+        .into_iter()
+        .collect()
 }
 
 fn last_user_text(messages: &[ChatMessage]) -> String {
@@ -573,7 +567,9 @@ fn last_user_text(messages: &[ChatMessage]) -> String {
 /// confirmations.
 fn check_resolutions(pending: &[ToolExecution], resolved: &[ToolExecution]) -> Result<(), Error> {
     for tool in pending {
-        let answer = resolved.iter().find(|r| r.tool_call_id == tool.tool_call_id);
+        let answer = resolved
+            .iter()
+            .find(|r| r.tool_call_id == tool.tool_call_id);
         let Some(answer) = answer else {
             return Err(Error::invalid(
                 "tools",
@@ -617,7 +613,10 @@ pub struct RunEvents {
     run_id: RunId,
     last: u64,
     queue: VecDeque<Arc<RunEvent>>,
-    live: Option<(Arc<LiveRun>, tokio::sync::broadcast::Receiver<Arc<RunEvent>>)>,
+    live: Option<(
+        Arc<LiveRun>,
+        tokio::sync::broadcast::Receiver<Arc<RunEvent>>,
+    )>,
     done: bool,
 }
 

@@ -72,7 +72,10 @@ impl HttpFetch {
     async fn fetch(&self, mut url: url::Url) -> Result<String, String> {
         for _ in 0..=MAX_REDIRECTS {
             if !matches!(url.scheme(), "http" | "https") {
-                return Err(format!("refused: only http and https URLs, not {}", url.scheme()));
+                return Err(format!(
+                    "refused: only http and https URLs, not {}",
+                    url.scheme()
+                ));
             }
             if !url.username().is_empty() || url.password().is_some() {
                 return Err("refused: URLs with credentials".into());
@@ -231,7 +234,10 @@ mod tests {
             let error = tool.call(json!({ "url": url })).await.unwrap_err();
             assert!(error.starts_with("refused"), "{url}: {error}");
         }
-        let error = tool.call(json!({ "url": "file:///etc/passwd" })).await.unwrap_err();
+        let error = tool
+            .call(json!({ "url": "file:///etc/passwd" }))
+            .await
+            .unwrap_err();
         assert!(error.contains("only http"), "{error}");
     }
 }

@@ -175,7 +175,14 @@ async fn chat(
     let paused = if results.is_empty() {
         None
     } else {
-        paused_run(&runs, &auth.principal, path.agent_id, request.run_id, session_id.as_ref()).await?
+        paused_run(
+            &runs,
+            &auth.principal,
+            path.agent_id,
+            request.run_id,
+            session_id.as_ref(),
+        )
+        .await?
     };
     let handle = match paused {
         Some(run) => {
@@ -204,7 +211,9 @@ async fn chat(
             runs.start(&auth.principal, path.agent_id, request).await?
         }
     };
-    let RunHandle { run, mut events, .. } = handle;
+    let RunHandle {
+        run, mut events, ..
+    } = handle;
     if stream {
         return Ok(sse::stream(events, chat_frames(&run)));
     }
@@ -322,7 +331,14 @@ async fn paused_run(
         status: Some(RunStatus::Paused),
     };
     let page = runs
-        .list(principal.tenant_id, &filter, PageRequest { after: None, limit: 500 })
+        .list(
+            principal.tenant_id,
+            &filter,
+            PageRequest {
+                after: None,
+                limit: 500,
+            },
+        )
         .await?;
     Ok(page.items.into_iter().last())
 }

@@ -186,7 +186,10 @@ pub fn agentos_frames(run: &Run, agent_name: &str) -> impl Fn(&RunEvent) -> Vec<
         if let Ok(Value::Object(fields)) = serde_json::to_value(&event.data) {
             data.extend(fields);
         }
-        if matches!(event.data, agentd_core::run::RunEventData::RunContent { .. }) {
+        if matches!(
+            event.data,
+            agentd_core::run::RunEventData::RunContent { .. }
+        ) {
             data.insert("content_type".into(), json!("str"));
         }
         data.insert("event_index".into(), json!(event.seq.saturating_sub(1)));
@@ -202,7 +205,11 @@ fn run_limits(fields: &Fields) -> Result<RunLimits, ApiError> {
         .number("max_iterations")?
         .map(|n| {
             u32::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
-                ApiError::field(ErrorCode::InvalidField, "max_iterations", "must be 1 to 4294967295")
+                ApiError::field(
+                    ErrorCode::InvalidField,
+                    "max_iterations",
+                    "must be 1 to 4294967295",
+                )
             })
         })
         .transpose()?;
@@ -225,7 +232,11 @@ fn session_id(fields: &Fields) -> Result<Option<SessionId>, ApiError> {
 
 /// Answers a started (or continued) run as the request asked: a stream, or the finished run.
 async fn respond(runs: &RunService, handle: RunHandle, stream: bool) -> Result<Response, ApiError> {
-    let RunHandle { run, agent, mut events } = handle;
+    let RunHandle {
+        run,
+        agent,
+        mut events,
+    } = handle;
     if stream {
         return Ok(sse::stream(events, agentos_frames(&run, &agent.spec.name)));
     }
@@ -465,7 +476,9 @@ async fn resume_run(
     Path(path): Path<RunPath>,
     fields: Fields,
 ) -> Result<Response, ApiError> {
-    let after = fields.number("last_event_index")?.map_or(0, |index| index + 1);
+    let after = fields
+        .number("last_event_index")?
+        .map_or(0, |index| index + 1);
     stream_events(&runs, &auth.principal, &path, after).await
 }
 

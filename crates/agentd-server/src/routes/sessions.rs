@@ -156,7 +156,12 @@ async fn list_sessions(
         name_contains: non_empty(query.session_name),
     };
     let listed = sessions
-        .list(auth.principal.tenant_id, &filter, page.limit, page.cursor.as_deref())
+        .list(
+            auth.principal.tenant_id,
+            &filter,
+            page.limit,
+            page.cursor.as_deref(),
+        )
         .await?;
     Ok(axum::Json(SessionList {
         meta: SessionListMeta {
