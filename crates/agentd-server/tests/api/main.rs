@@ -3,6 +3,7 @@
 
 mod agents;
 mod capabilities;
+mod chat;
 mod errors;
 mod health;
 mod keys;
