@@ -4,6 +4,10 @@
 //! of [`ModelEvent`]s: text deltas, complete tool calls, usage and the finish reason. Failures are
 //! typed ([`ModelError`]) so the run loop can tell a retryable rate limit from a bad key. Providers are
 //! configured by name ([`ProviderConfig`]) and looked up by model ref `provider/model` ([`Providers`]).
+//!
+//! The three wire protocols live in [`openai`], [`anthropic`] and [`ollama`]; what they share (the HTTP
+//! client, retries before anything is streamed, status → error mapping) is in `http`, and the framing of
+//! streamed bodies (server-sent events, NDJSON) with the per-chunk timeout is in `stream`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +18,16 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub mod anthropic;
+mod http;
+pub mod ollama;
+pub mod openai;
+mod stream;
+
+pub use anthropic::AnthropicProvider;
+pub use ollama::OllamaProvider;
+pub use openai::OpenAiProvider;
 
 /// A tool the model may call.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -189,6 +203,33 @@ impl Providers {
         Self::default()
     }
 
+    /// Builds every configured provider. The API key is read from the environment variable named by
+    /// `api_key_env`, when set; a variable that is missing (or empty) is a [`ModelError::Config`] naming
+    /// it, as is an unusable `base_url`.
+    pub fn from_config(
+        configs: &BTreeMap<String, ProviderConfig>,
+    ) -> Result<Providers, ModelError> {
+        let mut providers = Self::empty();
+        for (name, config) in configs {
+            let in_provider =
+                |err: ModelError| ModelError::Config(format!("provider `{name}`: {err}"));
+            let api_key = read_api_key(name, config)?;
+            let provider: Arc<dyn ModelProvider> = match config.kind {
+                ProviderKind::Openai => {
+                    Arc::new(OpenAiProvider::new(config, api_key).map_err(in_provider)?)
+                }
+                ProviderKind::Anthropic => {
+                    Arc::new(AnthropicProvider::new(config, api_key).map_err(in_provider)?)
+                }
+                ProviderKind::Ollama => {
+                    Arc::new(OllamaProvider::new(config, api_key).map_err(in_provider)?)
+                }
+            };
+            providers.insert(name.clone(), provider);
+        }
+        Ok(providers)
+    }
+
     /// Adds (or replaces) a provider under `name`.
     pub fn insert(&mut self, name: impl Into<String>, provider: Arc<dyn ModelProvider>) {
         self.by_name.insert(name.into(), provider);
@@ -219,5 +260,155 @@ impl Providers {
             "model `{model_ref}` names no configured provider; configured: [{}] (write `provider/model`)",
             names.join(", ")
         )))
+    }
+}
+
+/// The API key of a provider, from the environment variable its config names.
+fn read_api_key(name: &str, config: &ProviderConfig) -> Result<Option<String>, ModelError> {
+    let Some(variable) = &config.api_key_env else {
+        return Ok(None);
+    };
+    match std::env::var(variable) {
+        Ok(key) if !key.trim().is_empty() => Ok(Some(key.trim().to_owned())),
+        Ok(_) => Err(ModelError::Config(format!(
+            "provider `{name}`: the environment variable `{variable}` (api_key_env) is empty"
+        ))),
+        Err(std::env::VarError::NotPresent) => Err(ModelError::Config(format!(
+            "provider `{name}`: the environment variable `{variable}` (api_key_env) is not set"
+        ))),
+        Err(std::env::VarError::NotUnicode(_)) => Err(ModelError::Config(format!(
+            "provider `{name}`: the environment variable `{variable}` (api_key_env) is not valid UTF-8"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A provider that is never called: resolution only looks at names.
+    struct Named(&'static str);
+
+    #[async_trait]
+    impl ModelProvider for Named {
+        fn display_name(&self) -> &str {
+            self.0
+        }
+
+        async fn stream(&self, _request: ModelRequest) -> Result<ModelStream, ModelError> {
+            Err(ModelError::Config("not callable".into()))
+        }
+    }
+
+    fn providers(names: &[&'static str]) -> Providers {
+        let mut providers = Providers::empty();
+        for name in names {
+            providers.insert(*name, Arc::new(Named(name)));
+        }
+        providers
+    }
+
+    fn config(kind: ProviderKind, api_key_env: Option<&str>) -> ProviderConfig {
+        ProviderConfig {
+            kind,
+            base_url: "http://127.0.0.1:9".into(),
+            api_key_env: api_key_env.map(str::to_owned),
+            connect_timeout_secs: 1,
+            read_timeout_secs: 1,
+            max_retries: 0,
+        }
+    }
+
+    #[test]
+    fn resolve_splits_provider_and_model() {
+        let providers = providers(&["openai", "local"]);
+        let (provider, model) = providers.resolve("local/llama3.2:3b").unwrap();
+        assert_eq!(provider.display_name(), "local");
+        assert_eq!(model, "llama3.2:3b");
+        // Only the first `/` separates: OpenRouter-style models keep theirs.
+        let (provider, model) = providers.resolve("openai/meta/llama-3").unwrap();
+        assert_eq!(provider.display_name(), "openai");
+        assert_eq!(model, "meta/llama-3");
+    }
+
+    #[test]
+    fn resolve_without_a_provider_needs_exactly_one() {
+        let (provider, model) = providers(&["only"]).resolve("gpt-4o").unwrap();
+        assert_eq!(
+            (provider.display_name(), model.as_str()),
+            ("only", "gpt-4o")
+        );
+
+        let Err(error) = providers(&["a", "b"]).resolve("gpt-4o") else {
+            panic!("two providers and no prefix must not resolve");
+        };
+        let ModelError::Config(message) = error else {
+            panic!("expected a config error, got {error:?}");
+        };
+        assert!(message.contains("[a, b]"), "{message}");
+        assert!(providers(&["only"]).resolve("other/gpt-4o").is_err());
+        assert!(providers(&["only"]).resolve("").is_err());
+        assert!(Providers::empty().resolve("x/y").is_err());
+    }
+
+    #[test]
+    fn from_config_builds_each_kind_with_its_display_name() {
+        let variable = "AGENTD_MODELS_UNIT_TEST_KEY_PRESENT";
+        std::env::set_var(variable, "sk-unit");
+        let configs = BTreeMap::from([
+            (
+                "oai".to_owned(),
+                config(ProviderKind::Openai, Some(variable)),
+            ),
+            (
+                "claude".to_owned(),
+                config(ProviderKind::Anthropic, Some(variable)),
+            ),
+            ("local".to_owned(), config(ProviderKind::Ollama, None)),
+        ]);
+        let providers = Providers::from_config(&configs).unwrap();
+        assert_eq!(
+            providers.names().collect::<Vec<_>>(),
+            vec!["claude", "local", "oai"]
+        );
+        let name = |model_ref: &str| {
+            providers
+                .resolve(model_ref)
+                .unwrap()
+                .0
+                .display_name()
+                .to_owned()
+        };
+        assert_eq!(name("oai/gpt-4o"), "OpenAI");
+        assert_eq!(name("claude/claude-sonnet"), "Anthropic");
+        assert_eq!(name("local/llama3"), "Ollama");
+    }
+
+    #[test]
+    fn from_config_names_a_missing_key_variable_and_a_bad_url() {
+        let variable = "AGENTD_MODELS_UNIT_TEST_KEY_MISSING";
+        std::env::remove_var(variable);
+        let configs = BTreeMap::from([(
+            "oai".to_owned(),
+            config(ProviderKind::Openai, Some(variable)),
+        )]);
+        let Err(ModelError::Config(message)) = Providers::from_config(&configs) else {
+            panic!("a missing key variable must be a config error");
+        };
+        assert!(
+            message.contains(variable) && message.contains("oai"),
+            "{message}"
+        );
+
+        let mut bad_url = config(ProviderKind::Ollama, None);
+        bad_url.base_url = "not a url".into();
+        let configs = BTreeMap::from([("local".to_owned(), bad_url)]);
+        let Err(ModelError::Config(message)) = Providers::from_config(&configs) else {
+            panic!("a bad base_url must be a config error");
+        };
+        assert!(
+            message.contains("not a url") && message.contains("local"),
+            "{message}"
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! Test helpers. [`TestDb`] hands out a fresh database (a SQLite file in a temporary directory, or a
 //! new schema on the PostgreSQL server at `AGENTD_TEST_DATABASE_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/test`); [`spawn_app`] starts a real server on a random port
-//! over it; [`backend_tests!`] runs a test on both backends.
+//! over it; [`backend_tests!`] runs a test on both backends. [`ScriptedModel`] is a scripted model server
+//! speaking the OpenAI, Anthropic and Ollama protocols, for testing model providers and runs.
 //!
 //! PostgreSQL tests run whenever the server is reachable. When it is not, they are skipped with a
 //! note, except under `CI=true`, where an unreachable server fails them.
@@ -13,6 +14,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use agentd_core::{NewApiKey, Scope, ScopeSet, Tenant, TenantSlug};
 use agentd_runtime::{Config, Runtime};
 use sqlx::{Connection, Executor};
+
+pub mod model_server;
+
+pub use model_server::{RecordedRequest, Reply, ScriptedModel};
 
 /// The default PostgreSQL server for tests.
 pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";

@@ -142,6 +142,25 @@ pub struct ChatResponse {
     pub error: Option<String>,
 }
 
+/// The `data` of one chat SSE frame: `type` is `RunStarted`, `RunResponse` (a content delta, or another
+/// run event named by `event`), `ToolRequest`, `RunCompleted`, `RunError` or `RunCancelled`.
+#[derive(Serialize, ToSchema)]
+pub struct ChatFrame {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub run_id: String,
+    pub content: Option<String>,
+    /// `ToolRequest`: the tool's name, its `input` and `tool_call_id`.
+    pub tool: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<Value>,
+    pub tool_call_id: Option<String>,
+    /// `RunCompleted`: the answer, `finish_reason` and `usage`.
+    pub message: Option<ChatMessageBody>,
+    pub finish_reason: Option<String>,
+    pub usage: Option<ChatUsage>,
+}
+
 /// Chats with the agent: JSON by default, SSE with `Accept: text/event-stream`.
 #[utoipa::path(
     post,
@@ -150,7 +169,8 @@ pub struct ChatResponse {
     params(AgentRunsPath),
     request_body = ChatRequest,
     security(("bearer" = ["agents:run"])),
-    responses((status = 200, description = "The answer, or `text/event-stream` of `RunStarted`, `RunResponse`, `ToolRequest` and `RunCompleted` frames", body = ChatResponse))
+    responses((status = 200, description = "The answer, or an event stream of `RunStarted`, `RunResponse`, `ToolRequest` and `RunCompleted` frames",
+        content((ChatResponse = "application/json"), (ChatFrame = "text/event-stream"))))
 )]
 async fn chat(
     auth: Auth<scopes::AgentsRun>,

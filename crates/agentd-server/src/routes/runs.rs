@@ -158,6 +158,33 @@ pub struct RunList {
     pub next_cursor: Option<String>,
 }
 
+/// The `data` of one SSE frame of a run (`event: <Name>`, `id: <seq>`): the run's context, the
+/// event's own fields (`content`, `tool`, `tools`, `metrics`, `error_type`…) and its 0-based
+/// `event_index`.
+#[derive(Serialize, ToSchema)]
+pub struct RunEventFrame {
+    /// `RunStarted`, `ModelRequestStarted`, `ModelRequestCompleted`, `RunContent`, `ToolCallStarted`,
+    /// `ToolCallCompleted`, `ToolCallError`, `RunPaused`, `RunContinued`, `RunCompleted`,
+    /// `RunCancelled` or `RunError`.
+    pub event: String,
+    pub run_id: String,
+    pub session_id: String,
+    pub agent_id: String,
+    pub agent_name: String,
+    /// Seconds since the epoch.
+    pub created_at: i64,
+    /// The frame's `id` minus one.
+    pub event_index: u64,
+    pub nested_depth: u32,
+    pub content: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub tool: Option<Value>,
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub tools: Option<Vec<Value>>,
+    #[schema(value_type = Option<Object>)]
+    pub metrics: Option<Value>,
+}
+
 /// What `background=true` answers.
 #[derive(Serialize, ToSchema)]
 pub struct RunAccepted {
@@ -259,7 +286,8 @@ async fn respond(runs: &RunService, handle: RunHandle, stream: bool) -> Result<R
     )),
     security(("bearer" = ["agents:run"])),
     responses(
-        (status = 200, description = "`text/event-stream` of run events, or the run when `stream=false`", body = RunView),
+        (status = 200, description = "An event stream of the run, or the run when `stream=false`",
+            content((RunEventFrame = "text/event-stream"), (RunView = "application/json"))),
         (status = 202, body = RunAccepted),
     )
 )]
@@ -429,7 +457,8 @@ pub struct ContinueRunBody {
         (ContinueRunBody = "application/json"),
     )),
     security(("bearer" = ["agents:run"])),
-    responses((status = 200, description = "`text/event-stream` of run events, or the run when `stream=false`", body = RunView))
+    responses((status = 200, description = "An event stream of the rest of the run, or the run when `stream=false`",
+        content((RunEventFrame = "text/event-stream"), (RunView = "application/json"))))
 )]
 async fn continue_run(
     auth: Auth<scopes::AgentsRun>,
@@ -468,7 +497,7 @@ pub struct ResumeRunBody {
         (ResumeRunBody = "application/json"),
     )),
     security(("bearer" = ["agents:run"])),
-    responses((status = 200, description = "`text/event-stream` of run events"))
+    responses((status = 200, description = "An event stream of the run", content_type = "text/event-stream", body = RunEventFrame))
 )]
 async fn resume_run(
     auth: Auth<scopes::AgentsRun>,
@@ -498,7 +527,7 @@ pub struct EventsQuery {
     tag = "runs",
     params(RunPath, EventsQuery, ("Last-Event-ID" = Option<u64>, Header, description = "The `id` of the last event received")),
     security(("bearer" = ["agents:read"])),
-    responses((status = 200, description = "`text/event-stream` of run events"))
+    responses((status = 200, description = "An event stream of the run", content_type = "text/event-stream", body = RunEventFrame))
 )]
 async fn run_events(
     auth: Auth<scopes::AgentsRead>,
