@@ -11,6 +11,7 @@ mod lifecycle;
 mod resources;
 mod routes;
 mod runs;
+mod sessions;
 mod system;
 
 use reqwest::Response;
