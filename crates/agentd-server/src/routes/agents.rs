@@ -262,6 +262,25 @@ pub struct PerformanceView {
     pub error_rate: f64,
 }
 
+impl From<agentd_runtime::RunStats> for PerformanceView {
+    fn from(stats: agentd_runtime::RunStats) -> Self {
+        let finished = stats.completed + stats.errored + stats.cancelled;
+        let rate = |count: u64| {
+            if finished == 0 {
+                0.0
+            } else {
+                count as f64 / finished as f64
+            }
+        };
+        Self {
+            total_runs: stats.total,
+            task_completion_rate: rate(stats.completed),
+            average_latency_ms: stats.average_duration * 1000.0,
+            error_rate: rate(stats.errored),
+        }
+    }
+}
+
 /// An agent: its current spec and instance state.
 #[derive(Serialize, ToSchema)]
 pub struct AgentView {
@@ -290,7 +309,10 @@ pub struct AgentView {
     pub status: AgentStatus,
     #[schema(schema_with = health_schema)]
     pub health: AgentHealth,
-    pub performance: PerformanceView,
+    /// Figures over the agent's runs; given by `GET /agents/{agent_id}` (and on creation), left out of
+    /// lists and other answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub performance: Option<PerformanceView>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_heartbeat_at: Option<DateTime<Utc>>,
@@ -323,12 +345,7 @@ impl From<Agent> for AgentView {
             owner: spec.owner,
             status: agent.status,
             health: agent.health,
-            performance: PerformanceView {
-                total_runs: 0,
-                task_completion_rate: 0.0,
-                average_latency_ms: 0.0,
-                error_rate: 0.0,
-            },
+            performance: None,
             created_at: agent.created_at,
             updated_at: agent.updated_at,
             last_heartbeat_at: agent.last_heartbeat_at,
@@ -338,8 +355,12 @@ impl From<Agent> for AgentView {
 
 /// An agent answered with its version as `ETag`, for `If-Match`.
 fn with_etag(status: StatusCode, agent: Agent) -> Response {
-    let etag = HeaderValue::from_str(&format!("\"{}\"", agent.version)).ok();
-    let mut response = (status, axum::Json(AgentView::from(agent))).into_response();
+    view_with_etag(status, AgentView::from(agent))
+}
+
+fn view_with_etag(status: StatusCode, view: AgentView) -> Response {
+    let etag = HeaderValue::from_str(&format!("\"{}\"", view.version)).ok();
+    let mut response = (status, axum::Json(view)).into_response();
     if let Some(etag) = etag {
         response.headers_mut().insert(ETAG, etag);
     }
@@ -402,7 +423,10 @@ async fn create_agent(
     let agent = registry
         .create(&auth.principal, AgentSpec::from(request))
         .await?;
-    Ok(with_etag(StatusCode::CREATED, agent))
+    // A new agent has no runs yet: its figures are zero.
+    let mut view = AgentView::from(agent);
+    view.performance = Some(PerformanceView::from(agentd_runtime::RunStats::default()));
+    Ok(view_with_etag(StatusCode::CREATED, view))
 }
 
 /// Lists the tenant's agents, oldest first, with filters. A key holding only per-agent read scopes
@@ -454,12 +478,15 @@ async fn list_agents(
 async fn get_agent(
     auth: Auth<scopes::AgentsRead>,
     State(registry): State<Arc<RegistryService>>,
+    State(runs): State<Arc<agentd_runtime::RunService>>,
     Path(path): Path<AgentPath>,
 ) -> Result<Response, ApiError> {
-    let agent = registry
-        .get(auth.principal.tenant_id, path.agent_id)
-        .await?;
-    Ok(with_etag(StatusCode::OK, agent))
+    let tenant = auth.principal.tenant_id;
+    let agent = registry.get(tenant, path.agent_id).await?;
+    let stats = runs.stats(tenant, path.agent_id).await?;
+    let mut view = AgentView::from(agent);
+    view.performance = Some(PerformanceView::from(stats));
+    Ok(view_with_etag(StatusCode::OK, view))
 }
 
 /// The version named by `If-Match` (`"3"`, `3` or `W/"3"`); `*` means any.
