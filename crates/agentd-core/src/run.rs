@@ -51,6 +51,8 @@ string_enum!(
     }
 );
 
+// `string_enum!` derives no `Default`, so it is written out.
+#[allow(clippy::derivable_impls)]
 impl Default for SessionPolicy {
     fn default() -> Self {
         Self::Enqueue

@@ -57,7 +57,7 @@ pub(crate) enum Start {
     /// A paused run whose pending tools the client has resolved (`RunContinued` is stored already).
     Continue(Vec<ToolExecution>),
     /// The run was cancelled while it waited for its session's turn.
-    CancelledBeforeStart,
+    CancelledWhileQueued,
 }
 
 /// How an execution ended.
@@ -188,7 +188,7 @@ impl Execution {
                 };
                 self.emit(data);
             }
-            Start::CancelledBeforeStart => return Ending::Cancelled,
+            Start::CancelledWhileQueued => return Ending::Cancelled,
             Start::Continue(resolved) => {
                 if let Some(ending) = self.apply_resolutions(resolved).await {
                     return ending;

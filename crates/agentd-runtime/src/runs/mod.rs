@@ -404,7 +404,7 @@ impl RunService {
             };
             let start = match turn {
                 Some(_) => start,
-                None => Start::CancelledBeforeStart,
+                None => Start::CancelledWhileQueued,
             };
             execution.execute(start).await;
             drop(turn);
