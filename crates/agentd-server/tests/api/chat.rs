@@ -207,18 +207,39 @@ async fn failures_and_limits_end_the_chat(db: TestDb) {
     assert_eq!(answer["finish_reason"], "error");
     assert!(answer["error"].as_str().unwrap().contains("max_iterations"));
 
+    // A failure mid-stream ends the chat stream with one RunError.
+    model.push(Reply::text("half an answer").error_after(1, "stream broke"));
+    let frames = chat_stream(&app, &agent, &json!({"messages": [{"role": "user", "content": "x"}]})).await;
+    assert_eq!(frames[2].data["content"], "half");
+    let last = &frames.last().unwrap().data;
+    assert_eq!(last["type"], "RunError");
+    assert_eq!(last["error"]["type"], "provider_malformed_response");
+
+    // A cancel mid-stream ends the chat stream with RunCancelled.
     model.push(Reply::text("slow ".repeat(100).as_str()).token_delay(Duration::from_millis(40)));
-    let response = app
+    let mut response = app
         .post_json(&format!("/agents/{agent}/chat"), &json!({"messages": [{"role": "user", "content": "x"}], "stream": true}))
         .send()
         .await
         .unwrap();
-    let head = agentd_testkit::sse::read_frames(response, 3).await;
-    let run_id = head[0].data["run_id"].as_str().unwrap();
+    let mut body = String::new();
+    while parse(&body).len() < 3 {
+        body.push_str(&String::from_utf8_lossy(&response.chunk().await.unwrap().unwrap()));
+    }
+    let run_id = parse(&body)[0].data["run_id"].as_str().unwrap().to_owned();
     app.post_json(&format!("/agents/{agent}/runs/{run_id}/cancel"), &json!({})).send().await.unwrap();
-    let rest = app.get(&format!("/agents/{agent}/runs/{run_id}/events")).send().await.unwrap();
-    let frames = parse(&rest.text().await.unwrap());
-    assert_eq!(frames.last().unwrap().event.as_deref(), Some("RunCancelled"));
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        body.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let frames = parse(&body);
+    let last = &frames.last().unwrap().data;
+    assert_eq!(last["type"], "RunCancelled");
+    assert!(last["content"].as_str().unwrap().starts_with("slow"));
+    let terminal = frames
+        .iter()
+        .filter(|f| matches!(f.data["type"].as_str(), Some("RunCompleted" | "RunError" | "RunCancelled")))
+        .count();
+    assert_eq!(terminal, 1);
 
     let bad = app
         .post_json(&format!("/agents/{agent}/chat"), &json!({"messages": [{"role": "robot", "content": "x"}]}))
