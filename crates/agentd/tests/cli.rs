@@ -1,6 +1,7 @@
 //! The compiled `agentd` binary, driven the way an operator drives it: `serve` (health, the first
 //! admin key printed once and never logged, graceful shutdown on SIGINT, keys surviving a restart),
-//! `config` (precedence and masking) and `keys create`.
+//! `config` (precedence and masking), `keys create`, and a run surviving a SIGKILL of its server as a
+//! `RunError`.
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -95,7 +96,15 @@ struct Server {
 
 impl Server {
     fn spawn(data_dir: &Path, addr: &str) -> Self {
-        let mut child = agentd()
+        Self::spawn_with_env(data_dir, addr, &[])
+    }
+
+    fn spawn_with_env(data_dir: &Path, addr: &str, env: &[(&str, String)]) -> Self {
+        let mut command = agentd();
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
@@ -497,4 +506,84 @@ async fn keys_create_command_makes_a_working_key() {
         stopped.status,
         stopped.stderr
     );
+}
+
+/// A server killed with SIGKILL mid-run leaves no run `running`: the next start ends it with one
+/// `RunError`, and its event stream ends.
+#[tokio::test]
+async fn a_killed_server_leaves_no_run_running() {
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let addr = free_addr();
+    let client = reqwest::Client::new();
+    let model = agentd_testkit::ScriptedModel::start().await;
+    model.push(agentd_testkit::Reply::hang());
+    let env = [
+        ("AGENTD_PROVIDERS__SCRIPTED__KIND", "openai".to_owned()),
+        ("AGENTD_PROVIDERS__SCRIPTED__BASE_URL", format!("{}/v1", model.url())),
+    ];
+    let mut server = Server::spawn_with_env(data.path(), &addr, &env);
+    server.wait_healthy(&client).await;
+    let key = find_keys(&server.stdout())[0].clone();
+    let agent: serde_json::Value = client
+        .post(server.url("/agents"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"name": "victim", "model": "scripted/m"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let agent = agent["id"].as_str().unwrap().to_owned();
+    let accepted: serde_json::Value = client
+        .post(server.url(&format!("/agents/{agent}/runs")))
+        .bearer_auth(&key)
+        .form(&[("message", "hang"), ("stream", "false"), ("background", "true")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let run_id = accepted["run_id"].as_str().unwrap().to_owned();
+    // Wait until the model has the request, so the run is in flight.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while model.requests().is_empty() {
+        assert!(Instant::now() < deadline, "the run never reached the model");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.child.kill().expect("SIGKILL");
+    let _ = server.child.wait();
+
+    let mut server = Server::spawn_with_env(data.path(), &addr, &env);
+    server.wait_healthy(&client).await;
+    let run: serde_json::Value = client
+        .get(server.url(&format!("/agents/{agent}/runs/{run_id}")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(run["status"], "ERROR", "{run}");
+    let events = client
+        .get(server.url(&format!("/agents/{agent}/runs/{run_id}/events")))
+        .bearer_auth(&key)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let frames = agentd_testkit::sse::parse(&events);
+    let terminals: Vec<&str> = frames
+        .iter()
+        .filter_map(|f| f.event.as_deref())
+        .filter(|e| matches!(*e, "RunCompleted" | "RunCancelled" | "RunError"))
+        .collect();
+    assert_eq!(terminals, ["RunError"], "{events}");
+    assert_eq!(frames.last().unwrap().data["error_type"], "server_restarted");
+    server.stop();
 }
