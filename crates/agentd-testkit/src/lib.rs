@@ -16,6 +16,7 @@ use agentd_runtime::{Config, Runtime};
 use sqlx::{Connection, Executor};
 
 pub mod model_server;
+pub mod sse;
 
 pub use model_server::{RecordedRequest, Reply, ScriptedModel};
 
@@ -164,6 +165,27 @@ pub struct TestApp {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     jobs: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts a server over `db` with a [`ScriptedModel`] configured as provider `scripted` (OpenAI
+/// protocol), so agents with model `scripted/<any>` run against it. `http_fetch` may reach local
+/// addresses, so tests can serve pages to it.
+pub async fn spawn_app_with_model(db: TestDb) -> (TestApp, ScriptedModel) {
+    let model = ScriptedModel::start().await;
+    let mut config = Config::default();
+    config.providers.insert(
+        "scripted".to_owned(),
+        agentd_models::ProviderConfig {
+            kind: agentd_models::ProviderKind::Openai,
+            base_url: format!("{}/v1", model.url()),
+            api_key_env: None,
+            connect_timeout_secs: 2,
+            read_timeout_secs: 5,
+            max_retries: 1,
+        },
+    );
+    config.tools.http_fetch.allow_private_networks = true;
+    (spawn_app_with(db, config).await, model)
 }
 
 /// Starts a server over `db`.
