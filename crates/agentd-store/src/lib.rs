@@ -86,6 +86,8 @@ pub trait Store:
     + AgentStore
     + CapabilityStore
     + ResourceStore
+    + SessionStore
+    + RunStore
     + Send
     + Sync
     + 'static
@@ -401,8 +403,11 @@ pub trait RunStore {
     /// Runs that `node` left `pending` or `running`, in every tenant: what a restarting node must end.
     async fn list_unfinished_runs(&self, node: &str) -> Result<Vec<(TenantId, RunId)>, StoreError>;
     /// Figures over the agent's runs.
-    async fn agent_run_stats(&self, tenant: TenantId, agent: AgentId)
-        -> Result<RunStats, StoreError>;
+    async fn agent_run_stats(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+    ) -> Result<RunStats, StoreError>;
 }
 
 /// Opens the database named by `url` (`sqlite:<path>` or `postgres://…`), creating a SQLite file if

@@ -4,10 +4,18 @@ use std::sync::Arc;
 
 use agentd_core::agent::{
     Agent, AgentEvent, AgentEventKind, AgentHealth, AgentResources, AgentSpec, AgentStatus,
-    Capability, Endorsement, ResourceLimits, ResourceUsage,
+    Capability, Endorsement, ResourceLimits, ResourceUsage, ToolSpec,
 };
-use agentd_core::{ApiKey, KeyId, KeyName, NewApiKey, Scope, ScopeSet, Tenant, TenantSlug};
-use agentd_store::{AgentFilter, Store, StoreError, Update};
+use agentd_core::run::{
+    ChatMessage, Run, RunEvent, RunEventData, RunLimits, RunMetrics, RunStatus, Session, SessionId,
+    SessionKind, SessionPolicy, ToolCall, ToolExecution,
+};
+use agentd_core::{
+    AgentId, ApiKey, KeyId, KeyName, NewApiKey, RunId, Scope, ScopeSet, Tenant, TenantSlug,
+};
+use agentd_store::{
+    AgentFilter, RunFilter, RunStats, SessionCursor, SessionFilter, Store, StoreError, Update,
+};
 use agentd_testkit::{backend_tests, TestDb};
 
 async fn open(db: &TestDb) -> Arc<dyn Store> {
@@ -479,7 +487,714 @@ async fn capabilities_and_resources_round_trip(db: TestDb) {
     assert_eq!(store.get_resources(b.id, owner.id).await.unwrap(), None);
 }
 
+fn session(tenant: &Tenant, id: &str, kind: SessionKind, component: &str) -> Session {
+    let now = agentd_core::now();
+    Session {
+        tenant_id: tenant.id,
+        id: SessionId::parse(id).unwrap(),
+        kind,
+        component_id: component.to_owned(),
+        user_id: None,
+        name: None,
+        state: serde_json::Map::new(),
+        metadata: serde_json::Map::new(),
+        summary: None,
+        policy: SessionPolicy::default(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn run(tenant: &Tenant, agent: AgentId, session: &SessionId, status: RunStatus) -> Run {
+    let now = agentd_core::now();
+    Run {
+        id: RunId::new(),
+        tenant_id: tenant.id,
+        agent_id: agent,
+        agent_version: 1,
+        session_id: session.clone(),
+        user_id: Some("user-1".to_owned()),
+        parent_run_id: None,
+        status,
+        input: "hello".to_owned(),
+        content: None,
+        model: "scripted/echo".to_owned(),
+        metrics: RunMetrics::default(),
+        error: None,
+        messages: vec![ChatMessage::User {
+            content: "hello".to_owned(),
+        }],
+        pending_tools: Vec::new(),
+        request_tools: Vec::new(),
+        limits: RunLimits::default(),
+        iterations: 0,
+        last_seq: 0,
+        node: "node-1".to_owned(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn run_event(run: &Run, seq: u64, data: RunEventData) -> RunEvent {
+    RunEvent {
+        run_id: run.id,
+        seq,
+        created_at: agentd_core::now(),
+        data,
+    }
+}
+
+fn started(run: &Run, seq: u64) -> RunEvent {
+    run_event(
+        run,
+        seq,
+        RunEventData::RunStarted {
+            model: "echo".to_owned(),
+            model_provider: "scripted".to_owned(),
+        },
+    )
+}
+
+fn session_ids(sessions: &[Session]) -> Vec<&str> {
+    sessions.iter().map(|s| s.id.as_str()).collect()
+}
+
+fn run_ids(runs: &[Run]) -> Vec<RunId> {
+    runs.iter().map(|r| r.id).collect()
+}
+
+async fn sessions_are_listed_newest_first_updated_and_deleted_with_their_runs(db: TestDb) {
+    let store = open(&db).await;
+    let t = tenant("sessions");
+    store.create_tenant(&t).await.unwrap();
+
+    // Seven sessions, two per millisecond, so the id breaks ties in the newest-first order.
+    let base = agentd_core::now();
+    let names = [
+        Some("Weekly Report"),
+        Some("weekly_report"),
+        Some("100% sure"),
+        None,
+        Some("Other"),
+        Some("WEEKLY sync"),
+        Some("notes"),
+    ];
+    let mut sessions = Vec::new();
+    for (n, name) in names.iter().enumerate() {
+        let kind = if n == 4 {
+            SessionKind::Team
+        } else {
+            SessionKind::Agent
+        };
+        let component = if n % 2 == 0 {
+            "agent-even"
+        } else {
+            "agent-odd"
+        };
+        let mut s = session(&t, &format!("s-{n}"), kind, component);
+        s.name = name.map(str::to_owned);
+        s.user_id = (n < 3).then(|| "alice".to_owned());
+        s.created_at = base + chrono::Duration::milliseconds(n as i64 / 2);
+        s.updated_at = s.created_at;
+        s.state.insert("step".to_owned(), serde_json::json!(n));
+        s.metadata.insert(
+            "source".to_owned(),
+            serde_json::json!({"n": n, "tags": ["x"]}),
+        );
+        assert!(store.create_session(&s).await.unwrap());
+        sessions.push(s);
+    }
+    assert_eq!(
+        store.get_session(t.id, &sessions[0].id).await.unwrap(),
+        Some(sessions[0].clone())
+    );
+    assert_eq!(
+        store
+            .get_session(t.id, &SessionId::parse("s-none").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+
+    // A second session with a taken id is refused and writes nothing.
+    let mut twin = sessions[0].clone();
+    twin.name = Some("twin".to_owned());
+    assert!(!store.create_session(&twin).await.unwrap());
+    assert_eq!(
+        store.get_session(t.id, &twin.id).await.unwrap(),
+        Some(sessions[0].clone())
+    );
+
+    // Pages of three, newest first by (created_at, id), each with the total count.
+    let newest_first = ["s-6", "s-5", "s-4", "s-3", "s-2", "s-1", "s-0"];
+    let all = SessionFilter::default();
+    let mut seen = Vec::new();
+    let mut cursor: Option<SessionCursor> = None;
+    let mut pages = 0;
+    loop {
+        let (page, total) = store
+            .list_sessions(t.id, &all, cursor.as_ref(), 3)
+            .await
+            .unwrap();
+        assert_eq!(total, 7, "the total counts every match, not the page");
+        if page.is_empty() {
+            break;
+        }
+        pages += 1;
+        assert!(pages <= 3, "a page never repeats what came before");
+        cursor = page.last().map(|s| SessionCursor {
+            created_at: s.created_at,
+            id: s.id.clone(),
+        });
+        seen.extend(page);
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(session_ids(&seen), newest_first);
+    assert_eq!(seen[6], sessions[0], "listed sessions are whole");
+
+    // Every filter, alone and combined; the total follows the filter.
+    let tenant_id = t.id;
+    let list = |filter: SessionFilter| {
+        let store = store.clone();
+        async move {
+            let (page, total) = store
+                .list_sessions(tenant_id, &filter, None, 2)
+                .await
+                .unwrap();
+            (
+                page.iter().map(|s| s.id.to_string()).collect::<Vec<_>>(),
+                total,
+            )
+        }
+    };
+    let text = |value: &str| Some(value.to_owned());
+    assert_eq!(
+        list(SessionFilter {
+            kind: Some(SessionKind::Team),
+            ..SessionFilter::default()
+        })
+        .await,
+        (vec!["s-4".to_owned()], 1)
+    );
+    assert_eq!(
+        list(SessionFilter {
+            component_id: text("agent-odd"),
+            ..SessionFilter::default()
+        })
+        .await,
+        (vec!["s-5".to_owned(), "s-3".to_owned()], 3)
+    );
+    assert_eq!(
+        list(SessionFilter {
+            user_id: text("alice"),
+            ..SessionFilter::default()
+        })
+        .await,
+        (vec!["s-2".to_owned(), "s-1".to_owned()], 3)
+    );
+    assert_eq!(
+        list(SessionFilter {
+            name_contains: text("weekLY"),
+            ..SessionFilter::default()
+        })
+        .await,
+        (vec!["s-5".to_owned(), "s-1".to_owned()], 3),
+        "name matching ignores ASCII case"
+    );
+    assert_eq!(
+        list(SessionFilter {
+            name_contains: text("y_r"),
+            ..SessionFilter::default()
+        })
+        .await,
+        (vec!["s-1".to_owned()], 1),
+        "`_` is a character, not a wildcard"
+    );
+    assert_eq!(
+        list(SessionFilter {
+            name_contains: text("%"),
+            ..SessionFilter::default()
+        })
+        .await,
+        (vec!["s-2".to_owned()], 1),
+        "`%` is a character, not a wildcard"
+    );
+    assert_eq!(
+        list(SessionFilter {
+            kind: Some(SessionKind::Agent),
+            component_id: text("agent-even"),
+            user_id: text("alice"),
+            name_contains: text("report"),
+        })
+        .await,
+        (vec!["s-0".to_owned()], 1)
+    );
+    let (page, total) = store
+        .list_sessions(
+            t.id,
+            &SessionFilter {
+                component_id: text("agent-odd"),
+                ..SessionFilter::default()
+            },
+            Some(&SessionCursor {
+                created_at: sessions[5].created_at,
+                id: sessions[5].id.clone(),
+            }),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!((session_ids(&page), total), (vec!["s-3", "s-1"], 3));
+
+    // An update replaces the mutable fields only.
+    let mut changed = sessions[3].clone();
+    changed.name = Some("renamed".to_owned());
+    changed.summary = Some("they talked".to_owned());
+    changed.policy = SessionPolicy::Reject;
+    changed
+        .state
+        .insert("step".to_owned(), serde_json::json!(99));
+    changed.metadata.clear();
+    changed.updated_at = base + chrono::Duration::seconds(5);
+    let mut stored = changed.clone();
+    changed.component_id = "another-agent".to_owned();
+    changed.kind = SessionKind::Workflow;
+    assert!(store.update_session(&changed).await.unwrap());
+    assert_eq!(
+        store.get_session(t.id, &changed.id).await.unwrap(),
+        Some(stored.clone())
+    );
+    stored.id = SessionId::parse("s-none").unwrap();
+    assert!(!store.update_session(&stored).await.unwrap());
+
+    // Deleting sessions deletes their runs and the runs' events, and nothing else.
+    let agent_id = AgentId::new();
+    let mut doomed_runs = Vec::new();
+    for s in &sessions[..2] {
+        let mut r = run(&t, agent_id, &s.id, RunStatus::Completed);
+        r.last_seq = 1;
+        store.insert_run(&r, &[started(&r, 1)]).await.unwrap();
+        doomed_runs.push(r);
+    }
+    let mut kept_run = run(&t, agent_id, &sessions[2].id, RunStatus::Completed);
+    kept_run.last_seq = 1;
+    store
+        .insert_run(&kept_run, &[started(&kept_run, 1)])
+        .await
+        .unwrap();
+    let doomed = vec![
+        sessions[0].id.clone(),
+        sessions[1].id.clone(),
+        SessionId::parse("s-none").unwrap(),
+    ];
+    assert_eq!(store.delete_sessions(t.id, &doomed).await.unwrap(), 2);
+    assert_eq!(store.delete_sessions(t.id, &doomed).await.unwrap(), 0);
+    assert_eq!(store.delete_sessions(t.id, &[]).await.unwrap(), 0);
+    assert_eq!(
+        store.get_session(t.id, &sessions[0].id).await.unwrap(),
+        None
+    );
+    for r in &doomed_runs {
+        assert_eq!(store.get_run(t.id, r.id).await.unwrap(), None);
+        assert!(store
+            .list_run_events(t.id, r.id, 0, 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+    assert_eq!(
+        store.get_run(t.id, kept_run.id).await.unwrap(),
+        Some(kept_run.clone())
+    );
+    assert_eq!(
+        store
+            .list_run_events(t.id, kept_run.id, 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let (rest, total) = store.list_sessions(t.id, &all, None, 10).await.unwrap();
+    assert_eq!(
+        (session_ids(&rest), total),
+        (vec!["s-6", "s-5", "s-4", "s-3", "s-2"], 5)
+    );
+}
+
+async fn runs_save_by_compare_and_set_and_keep_their_event_logs(db: TestDb) {
+    let store = open(&db).await;
+    let t = tenant("runs");
+    store.create_tenant(&t).await.unwrap();
+    let (agent_x, agent_y) = (AgentId::new(), AgentId::new());
+    let (s1, s2) = (
+        SessionId::parse("s1").unwrap(),
+        SessionId::parse("s2").unwrap(),
+    );
+
+    // A run round-trips whole, with its first event.
+    let mut first = run(&t, agent_x, &s1, RunStatus::Running);
+    first.parent_run_id = Some(RunId::new());
+    first.request_tools = vec![ToolSpec {
+        name: "lookup".to_owned(),
+        description: Some("finds things".to_owned()),
+        parameters: Some(serde_json::json!({"type": "object"})),
+        client_side: true,
+        requires_confirmation: false,
+    }];
+    first.limits = RunLimits {
+        max_iterations: Some(4),
+        max_tokens: Some(1000),
+        max_seconds: None,
+    };
+    first.last_seq = 1;
+    let event_1 = started(&first, 1);
+    store
+        .insert_run(&first, std::slice::from_ref(&event_1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_run(t.id, first.id).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(store.get_run(t.id, RunId::new()).await.unwrap(), None);
+    assert!(matches!(
+        store.insert_run(&first, &[]).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // Saving is compare-and-set on last_seq, with the new events in the same transaction.
+    let call = ToolCall {
+        id: "call-1".to_owned(),
+        name: "lookup".to_owned(),
+        arguments: r#"{"q":"rust"}"#.to_owned(),
+    };
+    let mut paused = first.clone();
+    paused.status = RunStatus::Paused;
+    paused.content = Some("Let me look".to_owned());
+    paused.messages.push(ChatMessage::Assistant {
+        content: Some("Let me look".to_owned()),
+        tool_calls: vec![call.clone()],
+    });
+    paused.pending_tools = vec![ToolExecution::requested(&call)];
+    paused.iterations = 1;
+    paused.metrics = RunMetrics {
+        input_tokens: 12,
+        output_tokens: 7,
+        total_tokens: 19,
+        time_to_first_token: Some(0.25),
+        duration: 1.5,
+    };
+    paused.node = "node-2".to_owned();
+    paused.last_seq = 3;
+    paused.updated_at = agentd_core::now();
+    let event_2 = run_event(
+        &paused,
+        2,
+        RunEventData::RunContent {
+            content: "Let me look".to_owned(),
+        },
+    );
+    let event_3 = run_event(
+        &paused,
+        3,
+        RunEventData::RunPaused {
+            tools: paused.pending_tools.clone(),
+            content: "Let me look".to_owned(),
+        },
+    );
+    let new_events = [event_2.clone(), event_3.clone()];
+    assert_eq!(
+        store.save_run(&paused, 1, &new_events).await.unwrap(),
+        Update::Applied
+    );
+    assert_eq!(
+        store.get_run(t.id, first.id).await.unwrap(),
+        Some(paused.clone())
+    );
+    assert_eq!(
+        store.save_run(&paused, 1, &new_events).await.unwrap(),
+        Update::Stale("paused".to_owned()),
+        "a stale save reports the stored status"
+    );
+    let mut absent = paused.clone();
+    absent.id = RunId::new();
+    assert_eq!(
+        store.save_run(&absent, 1, &[]).await.unwrap(),
+        Update::Missing
+    );
+    assert_eq!(
+        store.list_run_events(t.id, first.id, 0, 10).await.unwrap(),
+        vec![event_1.clone(), event_2.clone(), event_3.clone()],
+        "a stale save writes no events"
+    );
+    assert_eq!(
+        store.list_run_events(t.id, first.id, 1, 1).await.unwrap(),
+        vec![event_2]
+    );
+    assert!(store
+        .list_run_events(t.id, first.id, 3, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // More runs for filters, paging, history, unfinished runs and stats.
+    let finished = |session: &SessionId, agent: AgentId, status: RunStatus, seconds: f64| {
+        let mut r = run(&t, agent, session, status);
+        r.metrics.duration = seconds;
+        r.metrics.input_tokens = (seconds * 10.0) as u64;
+        r.metrics.output_tokens = seconds as u64;
+        r
+    };
+    let mut others = vec![
+        finished(&s1, agent_x, RunStatus::Completed, 2.0),
+        finished(&s1, agent_x, RunStatus::Error, 3.0),
+        finished(&s1, agent_x, RunStatus::Completed, 4.0),
+        finished(&s1, agent_x, RunStatus::Cancelled, 1.0),
+        finished(&s1, agent_x, RunStatus::Completed, 6.0),
+        finished(&s2, agent_x, RunStatus::Pending, 100.0),
+        finished(&s2, agent_y, RunStatus::Completed, 50.0),
+        finished(&s2, agent_y, RunStatus::Running, 0.0),
+    ];
+    others[5].node = "node-2".to_owned();
+    for r in &others {
+        store.insert_run(r, &[]).await.unwrap();
+    }
+    let all_ids: Vec<RunId> = std::iter::once(first.id)
+        .chain(others.iter().map(|r| r.id))
+        .collect();
+
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_runs(t.id, &RunFilter::default(), after, 4)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(seen.len() < all_ids.len(), "paging ends");
+        after = page.last().map(|r| r.id);
+        seen.extend(page);
+    }
+    assert_eq!(run_ids(&seen), all_ids);
+    assert_eq!(seen[0], paused);
+    let tenant_id = t.id;
+    let list = |filter: RunFilter, after: Option<RunId>| {
+        let store = store.clone();
+        async move {
+            run_ids(
+                &store
+                    .list_runs(tenant_id, &filter, after, 10)
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    assert_eq!(
+        list(
+            RunFilter {
+                agent_id: Some(agent_y),
+                ..RunFilter::default()
+            },
+            None
+        )
+        .await,
+        vec![others[6].id, others[7].id]
+    );
+    assert_eq!(
+        list(
+            RunFilter {
+                session_id: Some(s2.clone()),
+                ..RunFilter::default()
+            },
+            Some(others[5].id)
+        )
+        .await,
+        vec![others[6].id, others[7].id]
+    );
+    assert_eq!(
+        list(
+            RunFilter {
+                agent_id: Some(agent_x),
+                session_id: Some(s1.clone()),
+                status: Some(RunStatus::Completed),
+            },
+            None
+        )
+        .await,
+        vec![others[0].id, others[2].id, others[4].id]
+    );
+
+    // A session's history is its last completed runs, oldest first.
+    assert_eq!(
+        run_ids(&store.session_history(t.id, &s1, 2).await.unwrap()),
+        vec![others[2].id, others[4].id]
+    );
+    assert_eq!(
+        run_ids(&store.session_history(t.id, &s1, 10).await.unwrap()),
+        vec![others[0].id, others[2].id, others[4].id]
+    );
+    assert!(store
+        .session_history(t.id, &SessionId::parse("s-none").unwrap(), 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A node's unfinished runs are its pending and running ones (a paused run waits for the client).
+    let mut unfinished = store.list_unfinished_runs("node-1").await.unwrap();
+    unfinished.sort();
+    assert_eq!(unfinished, vec![(t.id, others[7].id)]);
+    assert_eq!(
+        store.list_unfinished_runs("node-2").await.unwrap(),
+        vec![(t.id, others[5].id)]
+    );
+    assert!(store
+        .list_unfinished_runs("node-3")
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Stats cover finished runs only.
+    assert_eq!(
+        store.agent_run_stats(t.id, agent_x).await.unwrap(),
+        RunStats {
+            total: 5,
+            completed: 3,
+            errored: 1,
+            cancelled: 1,
+            average_duration: 16.0 / 5.0,
+            input_tokens: 160,
+            output_tokens: 16,
+        }
+    );
+    assert_eq!(
+        store.agent_run_stats(t.id, agent_y).await.unwrap(),
+        RunStats {
+            total: 1,
+            completed: 1,
+            average_duration: 50.0,
+            input_tokens: 500,
+            output_tokens: 50,
+            ..RunStats::default()
+        }
+    );
+    assert_eq!(
+        store.agent_run_stats(t.id, AgentId::new()).await.unwrap(),
+        RunStats::default()
+    );
+}
+
+async fn sessions_runs_and_events_stay_in_their_tenant(db: TestDb) {
+    let store = open(&db).await;
+    let (a, b) = (tenant("runs-a"), tenant("runs-b"));
+    store.create_tenant(&a).await.unwrap();
+    store.create_tenant(&b).await.unwrap();
+    let agent_id = AgentId::new();
+    let a_session = session(&a, "shared-id", SessionKind::Agent, "agent-1");
+    assert!(store.create_session(&a_session).await.unwrap());
+    let mut a_run = run(&a, agent_id, &a_session.id, RunStatus::Running);
+    a_run.last_seq = 1;
+    store
+        .insert_run(&a_run, &[started(&a_run, 1)])
+        .await
+        .unwrap();
+    let mut a_done = run(&a, agent_id, &a_session.id, RunStatus::Completed);
+    a_done.metrics.duration = 2.0;
+    store.insert_run(&a_done, &[]).await.unwrap();
+
+    // B sees none of A's sessions and cannot change them.
+    assert_eq!(store.get_session(b.id, &a_session.id).await.unwrap(), None);
+    let (page, total) = store
+        .list_sessions(b.id, &SessionFilter::default(), None, 10)
+        .await
+        .unwrap();
+    assert!(page.is_empty());
+    assert_eq!(total, 0);
+    let mut hijacked = a_session.clone();
+    hijacked.tenant_id = b.id;
+    hijacked.name = Some("mine".to_owned());
+    assert!(!store.update_session(&hijacked).await.unwrap());
+    assert_eq!(
+        store
+            .delete_sessions(b.id, std::slice::from_ref(&a_session.id))
+            .await
+            .unwrap(),
+        0
+    );
+
+    // Nor A's runs, events, history or stats.
+    assert_eq!(store.get_run(b.id, a_run.id).await.unwrap(), None);
+    assert!(store
+        .list_runs(b.id, &RunFilter::default(), None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .list_run_events(b.id, a_run.id, 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .session_history(b.id, &a_session.id, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.agent_run_stats(b.id, agent_id).await.unwrap(),
+        RunStats::default()
+    );
+    let mut foreign = a_run.clone();
+    foreign.tenant_id = b.id;
+    foreign.status = RunStatus::Cancelled;
+    assert_eq!(
+        store.save_run(&foreign, 1, &[]).await.unwrap(),
+        Update::Missing
+    );
+
+    // Session ids are per tenant: B may use the same id, and deleting B's leaves A's.
+    assert!(store.create_session(&hijacked).await.unwrap());
+    let b_run = run(&b, agent_id, &hijacked.id, RunStatus::Completed);
+    store.insert_run(&b_run, &[]).await.unwrap();
+    assert_eq!(
+        store
+            .delete_sessions(b.id, std::slice::from_ref(&hijacked.id))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.get_session(a.id, &a_session.id).await.unwrap(),
+        Some(a_session.clone())
+    );
+    assert_eq!(
+        store.get_run(a.id, a_run.id).await.unwrap(),
+        Some(a_run.clone())
+    );
+    assert_eq!(
+        store
+            .list_run_events(a.id, a_run.id, 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(store.get_run(b.id, b_run.id).await.unwrap(), None);
+    assert_eq!(
+        run_ids(
+            &store
+                .session_history(a.id, &a_session.id, 10)
+                .await
+                .unwrap()
+        ),
+        vec![a_done.id]
+    );
+}
+
 backend_tests!(
+    sessions_are_listed_newest_first_updated_and_deleted_with_their_runs,
+    runs_save_by_compare_and_set_and_keep_their_event_logs,
+    sessions_runs_and_events_stay_in_their_tenant,
     capabilities_and_resources_round_trip,
     agents_keep_versions_events_and_tenants,
     tenants_are_created_found_and_unique_by_slug,

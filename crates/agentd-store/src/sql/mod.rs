@@ -38,6 +38,16 @@ macro_rules! shared_queries {
             use crate::sql::prelude::*;
             include!("shared/resources.rs");
         }
+        mod sessions {
+            use super::*;
+            use crate::sql::prelude::*;
+            include!("shared/sessions.rs");
+        }
+        mod runs {
+            use super::*;
+            use crate::sql::prelude::*;
+            include!("shared/runs.rs");
+        }
     };
 }
 pub(crate) use shared_queries;
@@ -49,16 +59,19 @@ mod prelude {
         Agent, AgentEvent, AgentHealth, AgentResources, AgentStatus, AgentVersion, Capability,
         Endorsement,
     };
+    pub(super) use agentd_core::run::{Run, RunEvent, RunStatus, Session, SessionId};
     pub(super) use agentd_core::{
-        AgentId, ApiKey, EventId, KeyId, KeyName, Tenant, TenantId, TenantSlug, Timestamp,
+        AgentId, ApiKey, EventId, KeyId, KeyName, RunId, Tenant, TenantId, TenantSlug, Timestamp,
     };
     pub(super) use sqlx::Row;
 
     pub(super) use super::{
-        json_column, parse_column, scopes_from_json, scopes_to_json, time_from_millis, to_json_text,
+        db_integer, integer_column, json_column, parse_column, scopes_from_json, scopes_to_json,
+        time_from_millis, to_json_text,
     };
     pub(super) use crate::{
-        AgentFilter, AgentStore, CapabilityStore, KeyStore, ResourceStore, TenantStore, Update,
+        AgentFilter, AgentStore, CapabilityStore, KeyStore, ResourceStore, RunFilter, RunStats,
+        RunStore, SessionCursor, SessionFilter, SessionStore, TenantStore, Update,
     };
 }
 
@@ -82,6 +95,25 @@ where
     raw.parse().map_err(|e: T::Err| StoreError::Corrupt {
         table,
         reason: format!("{column} `{raw}`: {e}"),
+    })
+}
+
+/// An unsigned count or sequence number as the database's signed 64-bit integer (saturating: no count
+/// reaches 2^63).
+fn db_integer(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A stored 64-bit integer → the unsigned type it was written from; a negative or too large value is
+/// a corrupt row.
+fn integer_column<T: TryFrom<i64>>(
+    table: &'static str,
+    column: &str,
+    raw: i64,
+) -> Result<T, StoreError> {
+    T::try_from(raw).map_err(|_| StoreError::Corrupt {
+        table,
+        reason: format!("{column} {raw} out of range"),
     })
 }
 

@@ -1,0 +1,343 @@
+// Included by `sqlite.rs` and `postgres.rs` inside a module of their own, with `Db`, `DbRow` and
+// `SqlStore` in scope (see `sql/mod.rs`): the same statements compile against each driver.
+// Runs and their event logs.
+
+type DbQuery<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
+
+/// What `save_run` rewrites, bound as `$1`…`$17` by [`bind_mutable`].
+const MUTABLE_COLUMNS: &str = "status, node, last_seq, content, model, error, iterations, \
+     input_tokens, output_tokens, total_tokens, time_to_first_token, duration, messages, \
+     pending_tools, request_tools, limits, updated_at";
+/// What a run keeps from its insertion on, bound as `$18`…`$26` after the mutable columns.
+const FIXED_COLUMNS: &str =
+    "tenant_id, id, agent_id, agent_version, session_id, user_id, parent_run_id, input, created_at";
+
+/// The statuses of a run that has ended; stats count only these.
+const FINISHED: &str = "('completed', 'error', 'cancelled')";
+
+fn run_from_row(row: &DbRow) -> Result<Run, StoreError> {
+    const TABLE: &str = "runs";
+    Ok(Run {
+        id: parse_column(TABLE, "id", &row.try_get::<String, _>("id")?)?,
+        tenant_id: parse_column(TABLE, "tenant_id", &row.try_get::<String, _>("tenant_id")?)?,
+        agent_id: parse_column(TABLE, "agent_id", &row.try_get::<String, _>("agent_id")?)?,
+        agent_version: integer_column(TABLE, "agent_version", row.try_get("agent_version")?)?,
+        session_id: parse_column(
+            TABLE,
+            "session_id",
+            &row.try_get::<String, _>("session_id")?,
+        )?,
+        user_id: row.try_get("user_id")?,
+        parent_run_id: row
+            .try_get::<Option<String>, _>("parent_run_id")?
+            .map(|raw| parse_column(TABLE, "parent_run_id", &raw))
+            .transpose()?,
+        status: parse_column(TABLE, "status", &row.try_get::<String, _>("status")?)?,
+        input: row.try_get("input")?,
+        content: row.try_get("content")?,
+        model: row.try_get("model")?,
+        metrics: agentd_core::run::RunMetrics {
+            input_tokens: integer_column(TABLE, "input_tokens", row.try_get("input_tokens")?)?,
+            output_tokens: integer_column(TABLE, "output_tokens", row.try_get("output_tokens")?)?,
+            total_tokens: integer_column(TABLE, "total_tokens", row.try_get("total_tokens")?)?,
+            time_to_first_token: row.try_get("time_to_first_token")?,
+            duration: row.try_get("duration")?,
+        },
+        error: row.try_get("error")?,
+        messages: json_column(TABLE, "messages", &row.try_get::<String, _>("messages")?)?,
+        pending_tools: json_column(
+            TABLE,
+            "pending_tools",
+            &row.try_get::<String, _>("pending_tools")?,
+        )?,
+        request_tools: json_column(
+            TABLE,
+            "request_tools",
+            &row.try_get::<String, _>("request_tools")?,
+        )?,
+        limits: json_column(TABLE, "limits", &row.try_get::<String, _>("limits")?)?,
+        iterations: integer_column(TABLE, "iterations", row.try_get("iterations")?)?,
+        last_seq: integer_column(TABLE, "last_seq", row.try_get("last_seq")?)?,
+        node: row.try_get("node")?,
+        created_at: time_from_millis(TABLE, row.try_get("created_at")?)?,
+        updated_at: time_from_millis(TABLE, row.try_get("updated_at")?)?,
+    })
+}
+
+fn event_from_row(row: &DbRow) -> Result<RunEvent, StoreError> {
+    const TABLE: &str = "run_events";
+    Ok(RunEvent {
+        run_id: parse_column(TABLE, "run_id", &row.try_get::<String, _>("run_id")?)?,
+        seq: integer_column(TABLE, "seq", row.try_get("seq")?)?,
+        created_at: time_from_millis(TABLE, row.try_get("created_at")?)?,
+        data: json_column(TABLE, "data", &row.try_get::<String, _>("data")?)?,
+    })
+}
+
+/// Binds the values of [`MUTABLE_COLUMNS`], in order.
+fn bind_mutable<'q>(query: DbQuery<'q>, run: &'q Run) -> DbQuery<'q> {
+    query
+        .bind(run.status.as_str())
+        .bind(run.node.as_str())
+        .bind(db_integer(run.last_seq))
+        .bind(run.content.as_deref())
+        .bind(run.model.as_str())
+        .bind(run.error.as_deref())
+        .bind(i64::from(run.iterations))
+        .bind(db_integer(run.metrics.input_tokens))
+        .bind(db_integer(run.metrics.output_tokens))
+        .bind(db_integer(run.metrics.total_tokens))
+        .bind(run.metrics.time_to_first_token)
+        .bind(run.metrics.duration)
+        .bind(to_json_text(&run.messages))
+        .bind(to_json_text(&run.pending_tools))
+        .bind(to_json_text(&run.request_tools))
+        .bind(to_json_text(&run.limits))
+        .bind(run.updated_at.timestamp_millis())
+}
+
+/// Appends `events` to the log of `run` (their `run_id` is the run's own).
+async fn insert_run_events(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    run: &Run,
+    events: &[RunEvent],
+) -> Result<(), StoreError> {
+    for event in events {
+        sqlx::query(
+            "INSERT INTO run_events (tenant_id, run_id, seq, kind, data, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(run.tenant_id.to_string())
+        .bind(run.id.to_string())
+        .bind(db_integer(event.seq))
+        .bind(event.data.name())
+        .bind(to_json_text(&event.data))
+        .bind(event.created_at.timestamp_millis())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+fn select_runs() -> String {
+    format!("SELECT {MUTABLE_COLUMNS}, {FIXED_COLUMNS} FROM runs")
+}
+
+#[async_trait]
+impl RunStore for SqlStore {
+    async fn insert_run(&self, run: &Run, events: &[RunEvent]) -> Result<(), StoreError> {
+        let placeholders = (1..=26)
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO runs ({MUTABLE_COLUMNS}, {FIXED_COLUMNS}) VALUES ({placeholders})"
+        );
+        let mut tx = self.pool.begin().await?;
+        bind_mutable(sqlx::query(&sql), run)
+            .bind(run.tenant_id.to_string())
+            .bind(run.id.to_string())
+            .bind(run.agent_id.to_string())
+            .bind(i64::from(run.agent_version))
+            .bind(run.session_id.as_str())
+            .bind(run.user_id.as_deref())
+            .bind(run.parent_run_id.map(|id| id.to_string()))
+            .bind(run.input.as_str())
+            .bind(run.created_at.timestamp_millis())
+            .execute(&mut *tx)
+            .await?;
+        insert_run_events(&mut tx, run, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_run(&self, tenant: TenantId, id: RunId) -> Result<Option<Run>, StoreError> {
+        let sql = format!("{} WHERE tenant_id = $1 AND id = $2", select_runs());
+        let row = sqlx::query(&sql)
+            .bind(tenant.to_string())
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    async fn save_run(
+        &self,
+        run: &Run,
+        expected_last_seq: u64,
+        events: &[RunEvent],
+    ) -> Result<Update, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = bind_mutable(
+            sqlx::query(
+                "UPDATE runs SET status = $1, node = $2, last_seq = $3, content = $4, model = $5, \
+                 error = $6, iterations = $7, input_tokens = $8, output_tokens = $9, \
+                 total_tokens = $10, time_to_first_token = $11, duration = $12, messages = $13, \
+                 pending_tools = $14, request_tools = $15, limits = $16, updated_at = $17 \
+                 WHERE tenant_id = $18 AND id = $19 AND last_seq = $20",
+            ),
+            run,
+        )
+        .bind(run.tenant_id.to_string())
+        .bind(run.id.to_string())
+        .bind(db_integer(expected_last_seq))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            tx.rollback().await?;
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status FROM runs WHERE tenant_id = $1 AND id = $2")
+                    .bind(run.tenant_id.to_string())
+                    .bind(run.id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+            return Ok(match status {
+                Some(status) => Update::Stale(status),
+                None => Update::Missing,
+            });
+        }
+        insert_run_events(&mut tx, run, events).await?;
+        tx.commit().await?;
+        Ok(Update::Applied)
+    }
+
+    async fn list_runs(
+        &self,
+        tenant: TenantId,
+        filter: &RunFilter,
+        after: Option<RunId>,
+        limit: u32,
+    ) -> Result<Vec<Run>, StoreError> {
+        let mut sql = format!("{} WHERE tenant_id = $1 AND id > $2", select_runs());
+        let mut values: Vec<String> = Vec::new();
+        let mut condition = |template: &str, value: String| {
+            values.push(value);
+            sql.push_str(&template.replace("$?", &format!("${}", values.len() + 2)));
+        };
+        if let Some(agent) = filter.agent_id {
+            condition(" AND agent_id = $?", agent.to_string());
+        }
+        if let Some(session) = &filter.session_id {
+            condition(" AND session_id = $?", session.as_str().to_owned());
+        }
+        if let Some(status) = filter.status {
+            condition(" AND status = $?", status.as_str().to_owned());
+        }
+        sql.push_str(&format!(" ORDER BY id LIMIT {limit}"));
+        let mut query = sqlx::query(&sql)
+            .bind(tenant.to_string())
+            .bind(after.map(|id| id.to_string()).unwrap_or_default());
+        for value in &values {
+            query = query.bind(value.as_str());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn session_history(
+        &self,
+        tenant: TenantId,
+        session: &SessionId,
+        limit: u32,
+    ) -> Result<Vec<Run>, StoreError> {
+        let sql = format!(
+            "{} WHERE tenant_id = $1 AND session_id = $2 AND status = 'completed' \
+             ORDER BY id DESC LIMIT {limit}",
+            select_runs()
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant.to_string())
+            .bind(session.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        // Read newest first to find the last `limit`; handed back oldest first.
+        rows.iter().rev().map(run_from_row).collect()
+    }
+
+    async fn list_run_events(
+        &self,
+        tenant: TenantId,
+        run: RunId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<RunEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT run_id, seq, data, created_at FROM run_events \
+             WHERE tenant_id = $1 AND run_id = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+        )
+        .bind(tenant.to_string())
+        .bind(run.to_string())
+        .bind(db_integer(after_seq))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn list_unfinished_runs(&self, node: &str) -> Result<Vec<(TenantId, RunId)>, StoreError> {
+        // Across tenants on purpose: a restarting node ends its own runs wherever they are.
+        let rows = sqlx::query(
+            "SELECT tenant_id, id FROM runs WHERE node = $1 AND status IN ('pending', 'running') \
+             ORDER BY tenant_id, id",
+        )
+        .bind(node)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    parse_column("runs", "tenant_id", &row.try_get::<String, _>("tenant_id")?)?,
+                    parse_column("runs", "id", &row.try_get::<String, _>("id")?)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn agent_run_stats(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+    ) -> Result<RunStats, StoreError> {
+        const TABLE: &str = "runs";
+        // PostgreSQL sums BIGINTs as NUMERIC: the casts bring the sums back to BIGINT on both backends.
+        let sql = format!(
+            "SELECT status, COUNT(*) AS runs, SUM(duration) AS duration, \
+             CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, \
+             CAST(SUM(output_tokens) AS BIGINT) AS output_tokens \
+             FROM runs WHERE tenant_id = $1 AND agent_id = $2 AND status IN {FINISHED} \
+             GROUP BY status"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant.to_string())
+            .bind(agent.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut stats = RunStats::default();
+        let mut total_duration = 0.0;
+        for row in &rows {
+            let runs: u64 = integer_column(TABLE, "runs", row.try_get("runs")?)?;
+            match parse_column(TABLE, "status", &row.try_get::<String, _>("status")?)? {
+                RunStatus::Completed => stats.completed += runs,
+                RunStatus::Error => stats.errored += runs,
+                RunStatus::Cancelled => stats.cancelled += runs,
+                other => {
+                    return Err(StoreError::Corrupt {
+                        table: TABLE,
+                        reason: format!("unfinished status `{other}` among finished runs"),
+                    })
+                }
+            }
+            stats.total += runs;
+            total_duration += row.try_get::<f64, _>("duration")?;
+            stats.input_tokens +=
+                integer_column::<u64>(TABLE, "input_tokens", row.try_get("input_tokens")?)?;
+            stats.output_tokens +=
+                integer_column::<u64>(TABLE, "output_tokens", row.try_get("output_tokens")?)?;
+        }
+        if stats.total > 0 {
+            stats.average_duration = total_duration / stats.total as f64;
+        }
+        Ok(stats)
+    }
+}
