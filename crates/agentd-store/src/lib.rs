@@ -3,7 +3,9 @@
 //!
 //! Every method that reads or writes tenant data takes the tenant (directly, or inside the record it
 //! writes) and filters on it. The one read that cannot know the tenant beforehand is
-//! [`KeyStore::find_key_by_hash`]: the key's hash *is* the credential that names the tenant.
+//! [`KeyStore::find_key_by_hash`]: the key's hash *is* the credential that names the tenant. Two
+//! system reads visit every tenant on purpose: [`TenantStore::list_tenant_ids`] (for jobs such as the
+//! health sweeper) and [`RunStore::list_unfinished_runs`] (a restarting node's own runs).
 
 use std::sync::Arc;
 
