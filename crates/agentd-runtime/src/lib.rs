@@ -19,7 +19,7 @@ pub mod sessions;
 pub mod tools;
 
 pub use access::{AccessService, Principal};
-pub use agentd_store::{AgentFilter, RunFilter, RunStats, SessionFilter};
+pub use agentd_store::{AgentFilter, AgentUsage, RunFilter, RunStats, SessionFilter};
 pub use capabilities::CapabilityService;
 pub use config::Config;
 pub use error::Error;

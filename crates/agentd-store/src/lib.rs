@@ -362,6 +362,15 @@ pub struct RunStats {
     pub output_tokens: u64,
 }
 
+/// Tokens one agent's finished runs used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentUsage {
+    pub agent_id: AgentId,
+    pub runs: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
 /// Runs and their event logs. A run row and the events it emits are written in one transaction, so
 /// the log and the run's status never disagree.
 #[async_trait]
@@ -404,6 +413,8 @@ pub trait RunStore {
     ) -> Result<Vec<RunEvent>, StoreError>;
     /// Runs that `node` left `pending` or `running`, in every tenant: what a restarting node must end.
     async fn list_unfinished_runs(&self, node: &str) -> Result<Vec<(TenantId, RunId)>, StoreError>;
+    /// Tokens used by the tenant's finished runs, per agent, ordered by agent id.
+    async fn tenant_usage(&self, tenant: TenantId) -> Result<Vec<AgentUsage>, StoreError>;
     /// Figures over the agent's runs.
     async fn agent_run_stats(
         &self,

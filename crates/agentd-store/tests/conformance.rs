@@ -1083,6 +1083,27 @@ async fn runs_save_by_compare_and_set_and_keep_their_event_logs(db: TestDb) {
         store.agent_run_stats(t.id, AgentId::new()).await.unwrap(),
         RunStats::default()
     );
+
+    // The tenant's usage sums the same finished runs, per agent, in agent id order.
+    let mut expected = vec![
+        agentd_store::AgentUsage {
+            agent_id: agent_x,
+            runs: 5,
+            input_tokens: 160,
+            output_tokens: 16,
+        },
+        agentd_store::AgentUsage {
+            agent_id: agent_y,
+            runs: 1,
+            input_tokens: 500,
+            output_tokens: 50,
+        },
+    ];
+    expected.sort_by_key(|usage| usage.agent_id);
+    assert_eq!(store.tenant_usage(t.id).await.unwrap(), expected);
+    let other = tenant("usage-empty");
+    store.create_tenant(&other).await.unwrap();
+    assert!(store.tenant_usage(other.id).await.unwrap().is_empty());
 }
 
 async fn sessions_runs_and_events_stay_in_their_tenant(db: TestDb) {

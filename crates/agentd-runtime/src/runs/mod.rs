@@ -341,6 +341,11 @@ impl RunService {
         Ok(agent.spec.name)
     }
 
+    /// Tokens used by the tenant's finished runs, per agent.
+    pub async fn usage(&self, tenant: TenantId) -> Result<Vec<agentd_store::AgentUsage>, Error> {
+        Ok(self.store.tenant_usage(tenant).await?)
+    }
+
     /// Figures over the agent's runs.
     pub async fn stats(
         &self,

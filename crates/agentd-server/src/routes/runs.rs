@@ -33,6 +33,60 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(continue_run))
         .routes(routes!(resume_run))
         .routes(routes!(run_events))
+        .routes(routes!(usage))
+}
+
+/// Tokens used by one agent's finished runs.
+#[derive(Serialize, ToSchema)]
+pub struct AgentUsageView {
+    pub agent_id: String,
+    pub runs: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub total_tokens: u64,
+}
+
+/// Tokens used by the tenant's finished runs, in all and per agent.
+#[derive(Serialize, ToSchema)]
+pub struct UsageView {
+    pub runs: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub total_tokens: u64,
+    pub agents: Vec<AgentUsageView>,
+}
+
+/// The tenant's token usage from its finished runs, in all and per agent.
+#[utoipa::path(
+    get,
+    path = "/usage",
+    tag = "runs",
+    security(("bearer" = ["metrics:read"])),
+    responses((status = 200, body = UsageView))
+)]
+async fn usage(
+    auth: Auth<scopes::MetricsRead>,
+    State(runs): State<Arc<RunService>>,
+) -> Result<axum::Json<UsageView>, ApiError> {
+    let agents: Vec<AgentUsageView> = runs
+        .usage(auth.principal.tenant_id)
+        .await?
+        .into_iter()
+        .map(|usage| AgentUsageView {
+            agent_id: usage.agent_id.to_string(),
+            runs: usage.runs,
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            total_tokens: usage.input_tokens + usage.output_tokens,
+        })
+        .collect();
+    Ok(axum::Json(UsageView {
+        runs: agents.iter().map(|a| a.runs).sum(),
+        input_tokens: agents.iter().map(|a| a.input_tokens).sum(),
+        output_tokens: agents.iter().map(|a| a.output_tokens).sum(),
+        total_tokens: agents.iter().map(|a| a.total_tokens).sum(),
+        agents,
+    }))
 }
 
 /// Path of one run of one agent.

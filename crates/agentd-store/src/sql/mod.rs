@@ -70,8 +70,8 @@ mod prelude {
         time_from_millis, to_json_text,
     };
     pub(super) use crate::{
-        AgentFilter, AgentStore, CapabilityStore, KeyStore, ResourceStore, RunFilter, RunStats,
-        RunStore, SessionCursor, SessionFilter, SessionStore, TenantStore, Update,
+        AgentFilter, AgentStore, AgentUsage, CapabilityStore, KeyStore, ResourceStore, RunFilter,
+        RunStats, RunStore, SessionCursor, SessionFilter, SessionStore, TenantStore, Update,
     };
 }
 

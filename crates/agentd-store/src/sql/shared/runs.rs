@@ -294,6 +294,43 @@ impl RunStore for SqlStore {
             .collect()
     }
 
+    async fn tenant_usage(&self, tenant: TenantId) -> Result<Vec<AgentUsage>, StoreError> {
+        const TABLE: &str = "runs";
+        let sql = format!(
+            "SELECT agent_id, COUNT(*) AS runs, \
+             CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, \
+             CAST(SUM(output_tokens) AS BIGINT) AS output_tokens \
+             FROM runs WHERE tenant_id = $1 AND status IN {FINISHED} \
+             GROUP BY agent_id ORDER BY agent_id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AgentUsage {
+                    agent_id: parse_column(
+                        TABLE,
+                        "agent_id",
+                        &row.try_get::<String, _>("agent_id")?,
+                    )?,
+                    runs: integer_column(TABLE, "runs", row.try_get("runs")?)?,
+                    input_tokens: integer_column(
+                        TABLE,
+                        "input_tokens",
+                        row.try_get("input_tokens")?,
+                    )?,
+                    output_tokens: integer_column(
+                        TABLE,
+                        "output_tokens",
+                        row.try_get("output_tokens")?,
+                    )?,
+                })
+            })
+            .collect()
+    }
+
     async fn agent_run_stats(
         &self,
         tenant: TenantId,
