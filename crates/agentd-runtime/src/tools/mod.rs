@@ -10,6 +10,7 @@ use serde_json::Value;
 
 mod current_time;
 mod http_fetch;
+pub mod mcp;
 
 pub use current_time::CurrentTime;
 pub use http_fetch::{HttpFetch, HttpFetchConfig};
