@@ -76,6 +76,8 @@ impl RunsConfig {
 #[serde(default)]
 pub struct ToolsConfig {
     pub http_fetch: crate::tools::HttpFetchConfig,
+    /// Connections to the MCP servers agents list.
+    pub mcp: crate::tools::mcp::McpConfig,
 }
 
 /// How agent health is derived from heartbeats and probes.

@@ -69,6 +69,7 @@ impl Runtime {
             store.clone(),
             providers,
             tools::ToolRegistry::builtin(config.tools.http_fetch.clone()),
+            Arc::new(tools::mcp::McpPool::new(config.tools.mcp.clone())),
             config.node_id.clone(),
             config.runs.limits(),
         ));

@@ -1,14 +1,11 @@
 //! `McpPool` against the reference server `@modelcontextprotocol/server-everything`, over stdio and
 //! streamable HTTP.
 //!
-//! The server is installed once, pinned, with `npm install --prefix <target>/mcp-everything`, and run
-//! from there (`npx -y` would ask the registry on every start). `AGENTD_TEST_MCP_EVERYTHING` may
-//! name an installed `mcp-server-everything` instead. Without Node.js and npm the tests that need
-//! the server are skipped with a note, except under `CI=true`, where they fail.
+//! The server comes from `agentd_testkit::mcp::everything` (installed once, pinned).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentd_core::agent::McpServerSpec;
@@ -16,89 +13,13 @@ use agentd_runtime::tools::mcp::{McpConfig, McpPool};
 use agentd_runtime::tools::ServerTool;
 use serde_json::{json, Value};
 
-const PACKAGE: &str = "@modelcontextprotocol/server-everything@2026.8.31";
+use agentd_testkit::mcp::everything;
 
-static EVERYTHING: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-
-/// The `mcp-server-everything` executable, installed on first use; `None` (with a note) when it
-/// cannot be had outside CI.
-fn everything() -> Option<PathBuf> {
-    match EVERYTHING.get_or_init(find_or_install) {
-        Ok(bin) => Some(bin.clone()),
-        Err(reason) => {
-            let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            if in_ci {
-                panic!("CI=true but {PACKAGE} is unavailable ({reason}); the MCP suite is required in CI");
-            }
-            eprintln!("note: {PACKAGE} is unavailable ({reason}); skipping this MCP test");
-            None
-        }
-    }
-}
-
-fn find_or_install() -> Result<PathBuf, String> {
-    // The server is a Node.js script, wherever it comes from.
-    runs("node")?;
-    if let Some(bin) = std::env::var_os("AGENTD_TEST_MCP_EVERYTHING") {
-        return Ok(PathBuf::from(bin));
-    }
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("the target dir")
-        .to_owned();
-    let prefix = target.join("mcp-everything");
-    let bin = prefix.join("node_modules/.bin/mcp-server-everything");
-    if bin.exists() {
-        return Ok(bin);
-    }
-    runs("npm")?;
-    // Installed beside, then renamed into place, so concurrent test runs never see half of it.
-    let partial = target.join(format!("mcp-everything.partial-{}", std::process::id()));
-    let started = Instant::now();
-    let output = std::process::Command::new("npm")
-        .args([
-            "install",
-            "--no-audit",
-            "--no-fund",
-            "--loglevel=error",
-            "--prefix",
-        ])
-        .arg(&partial)
-        .arg(PACKAGE)
-        .output()
-        .map_err(|error| format!("npm install: {error}"))?;
-    if !output.status.success() {
-        let _ = std::fs::remove_dir_all(&partial);
-        return Err(format!(
-            "npm install {PACKAGE} failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
-    if std::fs::rename(&partial, &prefix).is_err() {
-        // Another run got there first.
-        let _ = std::fs::remove_dir_all(&partial);
-    }
-    eprintln!(
-        "installed {PACKAGE} into {} in {:?}",
-        prefix.display(),
-        started.elapsed()
-    );
-    if bin.exists() {
-        Ok(bin)
-    } else {
-        Err(format!("{} is missing after npm install", bin.display()))
-    }
-}
-
-fn runs(tool: &str) -> Result<(), String> {
-    let status = std::process::Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    match status {
-        Ok(status) if status.success() => Ok(()),
-        _ => Err(format!("`{tool} --version` does not run")),
+/// A pool configuration that lets agents start any stdio server.
+fn trusting() -> McpConfig {
+    McpConfig {
+        allowed_commands: vec!["*".to_owned()],
+        ..McpConfig::default()
     }
 }
 
@@ -250,7 +171,7 @@ async fn lists_and_calls(pool: &McpPool, spec: &McpServerSpec) {
 #[tokio::test]
 async fn stdio_server_tools_are_listed_and_called() {
     let Some(bin) = everything() else { return };
-    let pool = McpPool::new(McpConfig::default());
+    let pool = McpPool::new(trusting());
     let spec = stdio_spec(&bin, &[]);
     lists_and_calls(&pool, &spec).await;
 
@@ -276,7 +197,7 @@ async fn stdio_server_tools_are_listed_and_called() {
 async fn http_server_tools_are_listed_and_called() {
     let Some(bin) = everything() else { return };
     let server = HttpEverything::start(&bin).await;
-    let pool = McpPool::new(McpConfig::default());
+    let pool = McpPool::new(trusting());
     lists_and_calls(&pool, &url_spec(&server.url)).await;
     pool.shutdown().await;
     assert_eq!(pool.connections(), 0);
@@ -284,7 +205,7 @@ async fn http_server_tools_are_listed_and_called() {
 
 #[tokio::test]
 async fn a_server_that_cannot_start_is_named() {
-    let pool = McpPool::new(McpConfig::default());
+    let pool = McpPool::new(trusting());
     let spec = McpServerSpec {
         name: "ghost".into(),
         command: Some("agentd-no-such-mcp-server".into()),
@@ -312,7 +233,7 @@ async fn a_server_that_cannot_start_is_named() {
     let spec = url_spec(&format!("http://127.0.0.1:{}/mcp", free_port()));
     let pool = McpPool::new(McpConfig {
         connect_timeout_ms: 3_000,
-        ..McpConfig::default()
+        ..trusting()
     });
     let started = Instant::now();
     let error = pool.tools(&spec).await.err().expect("nothing listens");
@@ -328,7 +249,7 @@ async fn a_slow_call_times_out_and_the_connection_lives_on() {
     let Some(bin) = everything() else { return };
     let pool = McpPool::new(McpConfig {
         call_timeout_ms: 500,
-        ..McpConfig::default()
+        ..trusting()
     });
     let tools = pool.tools(&stdio_spec(&bin, &[])).await.unwrap();
     let started = Instant::now();
@@ -355,7 +276,7 @@ async fn a_slow_call_times_out_and_the_connection_lives_on() {
 async fn a_dead_server_is_started_again() {
     let Some(bin) = everything() else { return };
     let marker = process_marker("restart");
-    let pool = McpPool::new(McpConfig::default());
+    let pool = McpPool::new(trusting());
     let spec = stdio_spec(&bin, &["stdio", &marker]);
     let tools = pool.tools(&spec).await.unwrap();
     let first = pids_with(&marker);
@@ -390,7 +311,7 @@ async fn a_dead_server_is_started_again() {
 async fn shutdown_and_drop_kill_the_servers() {
     let Some(bin) = everything() else { return };
     let marker = process_marker("shutdown");
-    let pool = McpPool::new(McpConfig::default());
+    let pool = McpPool::new(trusting());
     let spec = stdio_spec(&bin, &["stdio", &marker]);
     let tools = pool.tools(&spec).await.unwrap();
     assert_eq!(pids_with(&marker).len(), 1);
@@ -406,7 +327,7 @@ async fn shutdown_and_drop_kill_the_servers() {
     assert!(error.contains("shut down"), "{error}");
 
     let marker = process_marker("drop");
-    let pool = McpPool::new(McpConfig::default());
+    let pool = McpPool::new(trusting());
     pool.tools(&stdio_spec(&bin, &["stdio", &marker]))
         .await
         .unwrap();
@@ -417,7 +338,7 @@ async fn shutdown_and_drop_kill_the_servers() {
     // What the server started goes too, even when it would outlive the server (as `npx` leaves
     // its child): here the server leaves a shell behind that sleeps for a minute.
     let marker = process_marker("descendant");
-    let pool = McpPool::new(McpConfig::default());
+    let pool = McpPool::new(trusting());
     let line = format!(
         "sh -c 'sleep 60; : {marker}' </dev/null >/dev/null 2>&1 & exec '{}' stdio {marker}",
         bin.display()
@@ -439,7 +360,7 @@ async fn idle_connections_are_closed() {
     let Some(bin) = everything() else { return };
     let pool = McpPool::new(McpConfig {
         idle_ttl_secs: 1,
-        ..McpConfig::default()
+        ..trusting()
     });
     let spec = stdio_spec(&bin, &[]);
     let tools = pool.tools(&spec).await.unwrap();

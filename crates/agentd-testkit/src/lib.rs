@@ -15,6 +15,7 @@ use agentd_core::{NewApiKey, Scope, ScopeSet, Tenant, TenantSlug};
 use agentd_runtime::{Config, Runtime};
 use sqlx::{Connection, Executor};
 
+pub mod mcp;
 pub mod model_server;
 pub mod sse;
 
@@ -171,8 +172,12 @@ pub struct TestApp {
 /// protocol), so agents with model `scripted/<any>` run against it. `http_fetch` may reach local
 /// addresses, so tests can serve pages to it.
 pub async fn spawn_app_with_model(db: TestDb) -> (TestApp, ScriptedModel) {
+    spawn_app_with_model_and(db, Config::default()).await
+}
+
+/// Like [`spawn_app_with_model`], starting from `config`.
+pub async fn spawn_app_with_model_and(db: TestDb, mut config: Config) -> (TestApp, ScriptedModel) {
     let model = ScriptedModel::start().await;
-    let mut config = Config::default();
     config.providers.insert(
         "scripted".to_owned(),
         agentd_models::ProviderConfig {
@@ -338,6 +343,7 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             let _ = server.await;
         }
+        self.runtime.runs.shutdown().await;
         self.runtime.store.close().await;
     }
 

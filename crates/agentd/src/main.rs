@@ -133,6 +133,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     for job in jobs {
         job.abort();
     }
+    started.runtime.runs.shutdown().await;
     started.runtime.store.close().await;
     tracing::info!("agentd stopped");
     Ok(())

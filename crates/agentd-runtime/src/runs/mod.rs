@@ -20,6 +20,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::registry::{load_live_agent, RegistryService};
+use crate::tools::mcp::McpPool;
 use crate::tools::ToolRegistry;
 use crate::{Error, Page, PageRequest, Principal};
 
@@ -64,6 +65,7 @@ pub struct RunService {
     hub: Arc<RunHub>,
     providers: Providers,
     tools: ToolRegistry,
+    mcp: Arc<McpPool>,
     node: String,
     defaults: RunLimits,
 }
@@ -73,6 +75,7 @@ impl RunService {
         store: Arc<dyn Store>,
         providers: Providers,
         tools: ToolRegistry,
+        mcp: Arc<McpPool>,
         node: String,
         defaults: RunLimits,
     ) -> Self {
@@ -81,9 +84,15 @@ impl RunService {
             hub: Arc::new(RunHub::default()),
             providers,
             tools,
+            mcp,
             node,
             defaults,
         }
+    }
+
+    /// Closes the connections to MCP servers (their child processes end).
+    pub async fn shutdown(&self) {
+        self.mcp.shutdown().await;
     }
 
     /// How many runs execute on this node right now.
@@ -107,7 +116,7 @@ impl RunService {
         let model_ref = agent.spec.model.clone().ok_or_else(|| {
             Error::Conflict("the agent has no model: set `model` (provider/model) on it".to_owned())
         })?;
-        let (definitions, tools) = self.resolve_tools(&agent.spec.tools, &request.tools)?;
+        let (definitions, tools) = self.resolve_tools(&agent, &request.tools).await?;
         let (provider, model) = self
             .providers
             .resolve(&model_ref)
@@ -209,7 +218,7 @@ impl RunService {
             )));
         }
         check_resolutions(&run.pending_tools, &resolved)?;
-        let (definitions, tools) = self.resolve_tools(&agent.spec.tools, &run.request_tools)?;
+        let (definitions, tools) = self.resolve_tools(&agent, &run.request_tools).await?;
         let (provider, model) = self
             .providers
             .resolve(&run.model)
@@ -473,15 +482,36 @@ impl RunService {
     }
 
     /// The tools a run offers the model: the agent's (server tools by name, client-side ones as
-    /// declared) and the request's (client-side).
-    fn resolve_tools(
+    /// declared), those of its MCP servers (named `<server>__<tool>`) and the request's (client-side).
+    async fn resolve_tools(
         &self,
-        agent_tools: &[ToolSpec],
+        agent: &Agent,
         request_tools: &[ToolSpec],
     ) -> Result<(Vec<ToolDefinition>, HashMap<String, ToolKind>), Error> {
         let mut definitions = Vec::new();
         let mut kinds = HashMap::new();
-        for (index, spec) in agent_tools.iter().enumerate() {
+        for server in &agent.spec.mcp_servers {
+            let tools = self
+                .mcp
+                .tools(server)
+                .await
+                .map_err(|message| Error::Conflict(format!("the agent's tools: {message}")))?;
+            for tool in tools {
+                definitions.push(ToolDefinition {
+                    name: tool.name().to_owned(),
+                    description: tool.description().to_owned(),
+                    parameters: tool.parameters(),
+                });
+                kinds.insert(
+                    tool.name().to_owned(),
+                    ToolKind::Server {
+                        tool,
+                        confirm: false,
+                    },
+                );
+            }
+        }
+        for (index, spec) in agent.spec.tools.iter().enumerate() {
             if spec.client_side {
                 definitions.push(client_definition(spec));
                 kinds.insert(spec.name.clone(), ToolKind::Client);

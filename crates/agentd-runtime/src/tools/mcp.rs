@@ -85,6 +85,11 @@ pub struct McpConfig {
     pub call_timeout_ms: u64,
     /// A connection unused this long is closed; 0 keeps connections until shutdown.
     pub idle_ttl_secs: u64,
+    /// The commands agents may start as stdio MCP servers: program names or paths, as written in the
+    /// agent's `mcp_servers[].command`. Empty (the default) allows none, since whoever may write an
+    /// agent spec could otherwise make the server run any program; `*` allows every command, for a
+    /// server whose every API user is trusted.
+    pub allowed_commands: Vec<String>,
 }
 
 impl Default for McpConfig {
@@ -93,6 +98,7 @@ impl Default for McpConfig {
             connect_timeout_ms: 10_000,
             call_timeout_ms: 60_000,
             idle_ttl_secs: 300,
+            allowed_commands: Vec::new(),
         }
     }
 }
@@ -122,6 +128,15 @@ impl McpPool {
     /// tool list is cached with the connection and listed again when the server says it changed.
     #[tracing::instrument(skip_all, fields(mcp.server = %server.name))]
     pub async fn tools(&self, server: &McpServerSpec) -> Result<Vec<Arc<dyn ServerTool>>, String> {
+        if let Some(command) = &server.command {
+            let allowed = &self.pool.config.allowed_commands;
+            if !allowed.iter().any(|a| a == "*" || a == command) {
+                return Err(format!(
+                    "MCP server `{}`: the command `{command}` is not in `tools.mcp.allowed_commands`",
+                    server.name
+                ));
+            }
+        }
         let endpoint = Endpoint::of(server)
             .map_err(|message| format!("MCP server `{}`: {message}", server.name))?;
         let named = |message: String| server_message(&server.name, &endpoint, &message);

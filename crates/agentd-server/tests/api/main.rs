@@ -8,6 +8,7 @@ mod errors;
 mod health;
 mod keys;
 mod lifecycle;
+mod mcp_runs;
 mod resources;
 mod routes;
 mod runs;
