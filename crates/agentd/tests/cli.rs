@@ -519,7 +519,10 @@ async fn a_killed_server_leaves_no_run_running() {
     model.push(agentd_testkit::Reply::hang());
     let env = [
         ("AGENTD_PROVIDERS__SCRIPTED__KIND", "openai".to_owned()),
-        ("AGENTD_PROVIDERS__SCRIPTED__BASE_URL", format!("{}/v1", model.url())),
+        (
+            "AGENTD_PROVIDERS__SCRIPTED__BASE_URL",
+            format!("{}/v1", model.url()),
+        ),
     ];
     let mut server = Server::spawn_with_env(data.path(), &addr, &env);
     server.wait_healthy(&client).await;
@@ -538,7 +541,11 @@ async fn a_killed_server_leaves_no_run_running() {
     let accepted: serde_json::Value = client
         .post(server.url(&format!("/agents/{agent}/runs")))
         .bearer_auth(&key)
-        .form(&[("message", "hang"), ("stream", "false"), ("background", "true")])
+        .form(&[
+            ("message", "hang"),
+            ("stream", "false"),
+            ("background", "true"),
+        ])
         .send()
         .await
         .unwrap()
@@ -584,6 +591,9 @@ async fn a_killed_server_leaves_no_run_running() {
         .filter(|e| matches!(*e, "RunCompleted" | "RunCancelled" | "RunError"))
         .collect();
     assert_eq!(terminals, ["RunError"], "{events}");
-    assert_eq!(frames.last().unwrap().data["error_type"], "server_restarted");
+    assert_eq!(
+        frames.last().unwrap().data["error_type"],
+        "server_restarted"
+    );
     server.stop();
 }
