@@ -985,7 +985,95 @@ async fn runs_are_tenant_scoped(db: TestDb) {
     assert_eq!(listed["meta"]["total_count"], 0);
 }
 
+async fn token_and_time_limits_end_the_run(db: TestDb) {
+    let (app, model) = spawn_app_with_model(db).await;
+    let agent = agent(&app, json!([{ "name": "current_time" }])).await;
+    model.push(Reply::tool_call("c1", "current_time", "{}").usage(40, 20));
+    let frames = run_stream(&app, &agent, &[("message", "x"), ("max_tokens", "50")]).await;
+    let last = &frames.last().unwrap().data;
+    assert_eq!(last["event"], "RunError");
+    assert_eq!(last["error_type"], "token_limit_reached");
+    assert!(
+        last["content"].as_str().unwrap().contains("60 tokens"),
+        "{last}"
+    );
+
+    model.push(Reply::text("slow ".repeat(50).as_str()).token_delay(Duration::from_millis(100)));
+    let started = std::time::Instant::now();
+    let frames = run_stream(&app, &agent, &[("message", "x"), ("max_seconds", "1")]).await;
+    let elapsed = started.elapsed();
+    let last = &frames.last().unwrap().data;
+    assert_eq!(last["error_type"], "time_limit_reached", "{last}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+}
+
+async fn interrupt_policy_cancels_the_run_in_progress(db: TestDb) {
+    let (app, model) = spawn_app_with_model(db).await;
+    let agent = app
+        .create_agent_id(&json!({"name": "i", "model": "scripted/m"}))
+        .await;
+    app.post_json(
+        "/sessions",
+        &json!({"session_id": "talk", "agent_id": agent, "policy": "interrupt"}),
+    )
+    .send()
+    .await
+    .unwrap();
+    model.push(Reply::text("long ".repeat(100).as_str()).token_delay(Duration::from_millis(50)));
+    model.push(Reply::text("new answer"));
+    let first: Value = app
+        .request(
+            reqwest::Method::POST,
+            &format!("/agents/{agent}/runs"),
+            &app.admin_key,
+        )
+        .form(&[
+            ("message", "one"),
+            ("session_id", "talk"),
+            ("stream", "false"),
+            ("background", "true"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second: Value = app
+        .request(
+            reqwest::Method::POST,
+            &format!("/agents/{agent}/runs"),
+            &app.admin_key,
+        )
+        .form(&[
+            ("message", "two"),
+            ("session_id", "talk"),
+            ("stream", "false"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(second["status"], "COMPLETED");
+    assert_eq!(second["content"], "new answer");
+    let first_id = first["run_id"].as_str().unwrap();
+    let first: Value = app
+        .get(&format!("/agents/{agent}/runs/{first_id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["status"], "CANCELLED");
+}
+
 backend_tests!(
+    token_and_time_limits_end_the_run,
+    interrupt_policy_cancels_the_run_in_progress,
     plain_answer_streams_agentos_events,
     tool_call_runs_a_server_tool,
     parallel_tool_calls_run_together,
