@@ -3,7 +3,7 @@
 //!
 //! The server comes from `agentd_testkit::mcp::everything` (installed once, pinned).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
