@@ -8,7 +8,6 @@ use agentd_core::{RunId, TenantId};
 use agentd_store::{RunFilter, SessionCursor, SessionFilter, Store};
 use serde_json::{Map, Value};
 
-use crate::page::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::{Error, Page, PageRequest};
 
 /// A new session.
@@ -103,28 +102,17 @@ impl SessionService {
         limit: Option<u32>,
         cursor: Option<&str>,
     ) -> Result<SessionPage, Error> {
-        let limit = limit.unwrap_or(DEFAULT_LIMIT);
-        if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(Error::invalid(
-                "limit",
-                format!("must be between 1 and {MAX_LIMIT}"),
-            ));
-        }
-        let after = cursor
-            .filter(|c| !c.is_empty())
-            .map(decode_cursor)
-            .transpose()?;
-        let (mut sessions, total) = self
+        let page = PageRequest::<Position>::parse(limit, cursor)?;
+        let after = page.after.map(|position| position.0);
+        let (sessions, total) = self
             .store
-            .list_sessions(tenant, filter, after.as_ref(), limit + 1)
+            .list_sessions(tenant, filter, after.as_ref(), page.limit + 1)
             .await?;
-        let more = sessions.len() > limit as usize;
-        sessions.truncate(limit as usize);
-        let next_cursor = more.then(|| sessions.last().map(encode_cursor)).flatten();
+        let page = Page::from_overfetch(sessions, page.limit, encode_cursor);
         Ok(SessionPage {
-            sessions,
+            sessions: page.items,
             total,
-            next_cursor,
+            next_cursor: page.next_cursor,
         })
     }
 
@@ -223,12 +211,18 @@ fn encode_cursor(session: &Session) -> String {
     format!("{}.{}", session.created_at.timestamp_millis(), session.id)
 }
 
-fn decode_cursor(raw: &str) -> Result<SessionCursor, Error> {
-    let bad = || Error::invalid("cursor", "not a cursor returned by this list");
-    let (millis, id) = raw.split_once('.').ok_or_else(bad)?;
-    let millis: i64 = millis.parse().map_err(|_| bad())?;
-    Ok(SessionCursor {
-        created_at: chrono::DateTime::from_timestamp_millis(millis).ok_or_else(bad)?,
-        id: SessionId::parse(id).map_err(|_| bad())?,
-    })
+/// A parsed session-list cursor (what [`encode_cursor`] wrote).
+struct Position(SessionCursor);
+
+impl std::str::FromStr for Position {
+    type Err = ();
+
+    fn from_str(raw: &str) -> Result<Self, ()> {
+        let (millis, id) = raw.split_once('.').ok_or(())?;
+        let millis: i64 = millis.parse().map_err(|_| ())?;
+        Ok(Self(SessionCursor {
+            created_at: chrono::DateTime::from_timestamp_millis(millis).ok_or(())?,
+            id: SessionId::parse(id).map_err(|_| ())?,
+        }))
+    }
 }

@@ -87,6 +87,8 @@ pub(crate) struct Execution {
     started: Instant,
     /// The answer text of the model call in progress (or the last one).
     content: String,
+    /// When the run's time limit (`max_seconds`) is up; far away without one.
+    deadline: tokio::time::Instant,
 }
 
 impl Execution {
@@ -109,6 +111,7 @@ impl Execution {
             last_flush: Instant::now(),
             started: Instant::now(),
             content: String::new(),
+            deadline: tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600),
         }
     }
 
@@ -169,16 +172,9 @@ impl Execution {
 
     async fn drive(&mut self, start: Start) -> Ending {
         self.run.status = RunStatus::Running;
-        if self.plan.with_history {
-            match self.history().await {
-                Ok(history) => self.plan.preamble.extend(history),
-                Err(error) => {
-                    return Ending::Failed {
-                        message: format!("reading the session's history failed: {error}"),
-                        error_type: "store_failed".to_owned(),
-                    }
-                }
-            }
+        if let Some(seconds) = self.run.limits.max_seconds {
+            let left = (seconds as f64 - self.run.metrics.duration).max(0.0);
+            self.deadline = tokio::time::Instant::now() + Duration::from_secs_f64(left);
         }
         match start {
             Start::Fresh => {
@@ -195,10 +191,17 @@ impl Execution {
                 }
             }
         }
-        let deadline = self.run.limits.max_seconds.map(|seconds| {
-            let left = (seconds as f64 - self.run.metrics.duration).max(0.0);
-            tokio::time::Instant::now() + Duration::from_secs_f64(left)
-        });
+        if self.plan.with_history {
+            match self.history().await {
+                Ok(history) => self.plan.preamble.extend(history),
+                Err(error) => {
+                    return Ending::Failed {
+                        message: format!("reading the session's history failed: {error}"),
+                        error_type: "store_failed".to_owned(),
+                    }
+                }
+            }
+        }
         loop {
             if let Some(ending) = self.check_limits() {
                 return ending;
@@ -207,14 +210,14 @@ impl Execution {
                 self.flush().await;
             }
             self.run.iterations += 1;
-            let calls = match self.call_model(deadline).await {
+            let calls = match self.call_model().await {
                 Ok(calls) => calls,
                 Err(ending) => return ending,
             };
             if calls.is_empty() {
                 return Ending::Completed;
             }
-            if let Some(ending) = self.handle_calls(calls, deadline).await {
+            if let Some(ending) = self.handle_calls(calls).await {
                 return ending;
             }
         }
@@ -247,10 +250,7 @@ impl Execution {
     }
 
     /// One model call, streamed. Returns the tool calls the model made.
-    async fn call_model(
-        &mut self,
-        deadline: Option<tokio::time::Instant>,
-    ) -> Result<Vec<ToolCall>, Ending> {
+    async fn call_model(&mut self) -> Result<Vec<ToolCall>, Ending> {
         let provider_name = self.plan.provider.display_name().to_owned();
         self.emit(RunEventData::ModelRequestStarted {
             model: self.plan.model.clone(),
@@ -266,8 +266,7 @@ impl Execution {
         };
         let requested_at = Instant::now();
         let cancel = self.live.cancel.clone();
-        let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
-        let deadline = deadline.unwrap_or(far);
+        let deadline = self.deadline;
         let mut stream = tokio::select! {
             biased;
             _ = cancel.cancelled() => return Err(Ending::Cancelled),
@@ -335,11 +334,7 @@ impl Execution {
 
     /// Executes the server tools among `calls` (in parallel) and collects those the client must
     /// resolve. Returns an ending when the run must stop here.
-    async fn handle_calls(
-        &mut self,
-        calls: Vec<ToolCall>,
-        deadline: Option<tokio::time::Instant>,
-    ) -> Option<Ending> {
+    async fn handle_calls(&mut self, calls: Vec<ToolCall>) -> Option<Ending> {
         let mut ready = Vec::new();
         let mut waiting = Vec::new();
         for call in &calls {
@@ -371,7 +366,7 @@ impl Execution {
                 }
             }
         }
-        if let Some(ending) = self.run_server_tools(ready, deadline).await {
+        if let Some(ending) = self.run_server_tools(ready).await {
             return Some(ending);
         }
         if waiting.is_empty() {
@@ -385,7 +380,6 @@ impl Execution {
     async fn run_server_tools(
         &mut self,
         ready: Vec<(ToolExecution, Arc<dyn ServerTool>)>,
-        deadline: Option<tokio::time::Instant>,
     ) -> Option<Ending> {
         if ready.is_empty() {
             return None;
@@ -401,11 +395,10 @@ impl Execution {
             (execution, outcome, start)
         });
         let cancel = self.live.cancel.clone();
-        let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
         let results = tokio::select! {
             biased;
             _ = cancel.cancelled() => return Some(Ending::Cancelled),
-            _ = tokio::time::sleep_until(deadline.unwrap_or(far)) => return Some(time_limit(&self.run)),
+            _ = tokio::time::sleep_until(self.deadline) => return Some(time_limit(&self.run)),
             results = futures::future::join_all(calls) => results,
         };
         for (mut execution, outcome, start) in results {
@@ -503,7 +496,7 @@ impl Execution {
                 self.tool_failed(execution, message);
             }
         }
-        self.run_server_tools(ready, None).await
+        self.run_server_tools(ready).await
     }
 
     /// The transcript of the session's completed runs before this one, oldest first.

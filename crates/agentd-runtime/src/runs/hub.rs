@@ -127,14 +127,16 @@ pub(crate) struct SessionTurn {
 
 impl Drop for SessionTurn {
     fn drop(&mut self) {
-        let mut sessions = self.hub.sessions.lock().expect("session lock");
-        if let Some(slot) = sessions.get_mut(&self.key) {
+        if let Some(slot) = self
+            .hub
+            .sessions
+            .lock()
+            .expect("session lock")
+            .get_mut(&self.key)
+        {
             slot.current = None;
-            slot.users -= 1;
-            if slot.users == 0 {
-                sessions.remove(&self.key);
-            }
         }
+        self.hub.leave_session(&self.key);
     }
 }
 
@@ -167,15 +169,8 @@ impl SessionTicket {
 
 impl Drop for SessionTicket {
     fn drop(&mut self) {
-        if self.redeemed {
-            return;
-        }
-        let mut sessions = self.hub.sessions.lock().expect("session lock");
-        if let Some(slot) = sessions.get_mut(&self.key) {
-            slot.users -= 1;
-            if slot.users == 0 {
-                sessions.remove(&self.key);
-            }
+        if !self.redeemed {
+            self.hub.leave_session(&self.key);
         }
     }
 }
@@ -203,6 +198,18 @@ impl RunHub {
     /// How many runs are executing here.
     pub(crate) fn live_count(&self) -> usize {
         self.runs.lock().expect("hub lock").len()
+    }
+
+    /// One run leaves the session's queue (its turn is over, or it never took it); the slot goes
+    /// when nobody is left.
+    fn leave_session(&self, key: &SessionKey) {
+        let mut sessions = self.sessions.lock().expect("session lock");
+        if let Some(slot) = sessions.get_mut(key) {
+            slot.users -= 1;
+            if slot.users == 0 {
+                sessions.remove(key);
+            }
+        }
     }
 
     /// Takes a place in the session's queue. Returns the ticket and the run currently holding the

@@ -116,11 +116,12 @@ impl RunService {
         let model_ref = agent.spec.model.clone().ok_or_else(|| {
             Error::Conflict("the agent has no model: set `model` (provider/model) on it".to_owned())
         })?;
-        let (definitions, tools) = self.resolve_tools(&agent, &request.tools).await?;
         let (provider, model) = self
             .providers
             .resolve(&model_ref)
             .map_err(|e| Error::Conflict(format!("the agent's model: {e}")))?;
+        // Last among the checks: it may start (or reach) the agent's MCP servers.
+        let (definitions, tools) = self.resolve_tools(&agent, &request.tools).await?;
         let session = self
             .open_session(tenant, &agent, request.session_id, request.user_id.clone())
             .await?;
@@ -218,11 +219,11 @@ impl RunService {
             )));
         }
         check_resolutions(&run.pending_tools, &resolved)?;
-        let (definitions, tools) = self.resolve_tools(&agent, &run.request_tools).await?;
         let (provider, model) = self
             .providers
             .resolve(&run.model)
             .map_err(|e| Error::Conflict(format!("the run's model: {e}")))?;
+        let (definitions, tools) = self.resolve_tools(&agent, &run.request_tools).await?;
         // A run started from a message sees its session's history; one started from a whole
         // conversation does not.
         let with_history = run.messages.len() <= 1
@@ -277,6 +278,42 @@ impl RunService {
             }
         }
         self.load_run(tenant, agent_id, run_id).await
+    }
+
+    /// Waits until the run ends or pauses, then returns it as stored.
+    pub async fn finish(&self, handle: RunHandle) -> Result<Run, Error> {
+        let RunHandle {
+            run, mut events, ..
+        } = handle;
+        while events.next().await.is_some() {}
+        self.load_run(run.tenant_id, run.agent_id, run.id).await
+    }
+
+    /// The paused run that tool results answer: the one named, else the agent's latest paused run in
+    /// `session`; `None` when neither is given or the session has none.
+    pub async fn paused_run(
+        &self,
+        tenant: TenantId,
+        agent_id: AgentId,
+        run_id: Option<RunId>,
+        session: Option<&SessionId>,
+    ) -> Result<Option<Run>, Error> {
+        if let Some(run_id) = run_id {
+            return self.load_run(tenant, agent_id, run_id).await.map(Some);
+        }
+        let Some(session) = session else {
+            return Ok(None);
+        };
+        let filter = RunFilter {
+            agent_id: Some(agent_id),
+            session_id: Some(session.clone()),
+            status: Some(RunStatus::Paused),
+        };
+        let paused = self
+            .store
+            .list_runs(tenant, &filter, None, crate::page::MAX_LIMIT)
+            .await?;
+        Ok(paused.into_iter().last())
     }
 
     /// One run of the agent.

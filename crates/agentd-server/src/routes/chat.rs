@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use agentd_core::agent::ToolSpec;
 use agentd_core::run::{
-    ChatMessage, Run, RunEvent, RunEventData, RunStatus, SessionId, ToolCall, ToolExecution,
+    ChatMessage, Run, RunEvent, RunEventData, RunStatus, ToolCall, ToolExecution,
 };
 use agentd_core::{ErrorCode, RunId};
-use agentd_runtime::{PageRequest, RunFilter, RunHandle, RunInput, RunRequest, RunService};
+use agentd_runtime::{RunInput, RunRequest, RunService};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -29,6 +29,7 @@ use crate::auth::{scopes, Auth};
 use crate::extract::{Json, Path};
 use crate::problem::ApiError;
 use crate::routes::runs::AgentRunsPath;
+use crate::routes::sessions::optional_session_id;
 use crate::sse::{self, Frame};
 use crate::state::AppState;
 
@@ -180,24 +181,15 @@ async fn chat(
     Json(request): Json<ChatRequest>,
 ) -> Result<Response, ApiError> {
     let stream = request.stream || sse::wants_stream(&headers);
-    let session_id = request
-        .session_id
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .map(|raw| {
-            SessionId::parse(raw)
-                .map_err(|message| ApiError::field(ErrorCode::InvalidField, "session_id", message))
-        })
-        .transpose()?;
+    let session_id = optional_session_id(request.session_id.as_deref())?;
     let messages = convert_messages(request.messages)?;
     let tools = convert_tools(request.tools)?;
     let results = trailing_tool_results(&messages);
     let paused = if results.is_empty() {
         None
     } else {
-        paused_run(
-            &runs,
-            &auth.principal,
+        runs.paused_run(
+            auth.principal.tenant_id,
             path.agent_id,
             request.run_id,
             session_id.as_ref(),
@@ -231,14 +223,11 @@ async fn chat(
             runs.start(&auth.principal, path.agent_id, request).await?
         }
     };
-    let RunHandle {
-        run, mut events, ..
-    } = handle;
     if stream {
-        return Ok(sse::stream(events, chat_frames(&run)));
+        let frames = chat_frames(&handle.run);
+        return Ok(sse::stream(handle.events, frames));
     }
-    while events.next().await.is_some() {}
-    let finished = runs.get(run.tenant_id, run.agent_id, run.id).await?;
+    let finished = runs.finish(handle).await?;
     Ok(axum::Json(ChatResponse::from(finished)).into_response())
 }
 
@@ -329,38 +318,6 @@ fn trailing_tool_results(messages: &[ChatMessage]) -> Vec<(String, String)> {
             _ => None,
         })
         .collect()
-}
-
-/// The paused run the tool results answer: the named one, or the session's latest paused run.
-async fn paused_run(
-    runs: &RunService,
-    principal: &agentd_runtime::Principal,
-    agent_id: agentd_core::AgentId,
-    run_id: Option<RunId>,
-    session_id: Option<&SessionId>,
-) -> Result<Option<Run>, ApiError> {
-    if let Some(run_id) = run_id {
-        return Ok(Some(runs.get(principal.tenant_id, agent_id, run_id).await?));
-    }
-    let Some(session_id) = session_id else {
-        return Ok(None);
-    };
-    let filter = RunFilter {
-        agent_id: Some(agent_id),
-        session_id: Some(session_id.clone()),
-        status: Some(RunStatus::Paused),
-    };
-    let page = runs
-        .list(
-            principal.tenant_id,
-            &filter,
-            PageRequest {
-                after: None,
-                limit: 500,
-            },
-        )
-        .await?;
-    Ok(page.items.into_iter().last())
 }
 
 /// Reads the tool messages as answers to the run's pending tools.

@@ -22,6 +22,7 @@ use crate::form::Fields;
 use crate::problem::ApiError;
 use crate::routes::agent_history::PageQuery;
 use crate::routes::agents::ToolBody;
+use crate::routes::sessions::optional_session_id;
 use crate::sse::{self, Frame};
 use crate::state::AppState;
 
@@ -302,27 +303,16 @@ fn run_limits(fields: &Fields) -> Result<RunLimits, ApiError> {
 }
 
 fn session_id(fields: &Fields) -> Result<Option<SessionId>, ApiError> {
-    fields
-        .string("session_id")?
-        .map(|raw| {
-            SessionId::parse(&raw)
-                .map_err(|message| ApiError::field(ErrorCode::InvalidField, "session_id", message))
-        })
-        .transpose()
+    optional_session_id(fields.string("session_id")?.as_deref())
 }
 
 /// Answers a started (or continued) run as the request asked: a stream, or the finished run.
 async fn respond(runs: &RunService, handle: RunHandle, stream: bool) -> Result<Response, ApiError> {
-    let RunHandle {
-        run,
-        agent,
-        mut events,
-    } = handle;
     if stream {
-        return Ok(sse::stream(events, agentos_frames(&run, &agent.spec.name)));
+        let frames = agentos_frames(&handle.run, &handle.agent.spec.name);
+        return Ok(sse::stream(handle.events, frames));
     }
-    while events.next().await.is_some() {}
-    let finished = runs.get(run.tenant_id, run.agent_id, run.id).await?;
+    let finished = runs.finish(handle).await?;
     Ok(axum::Json(RunView::from(finished)).into_response())
 }
 
@@ -408,14 +398,7 @@ async fn list_runs(
     Query(filter): Query<RunListQuery>,
     Query(page): Query<PageQuery>,
 ) -> Result<axum::Json<RunList>, ApiError> {
-    let session_id = filter
-        .session_id
-        .filter(|s| !s.is_empty())
-        .map(|raw| {
-            SessionId::parse(&raw)
-                .map_err(|message| ApiError::field(ErrorCode::InvalidField, "session_id", message))
-        })
-        .transpose()?;
+    let session_id = optional_session_id(filter.session_id.as_deref())?;
     let status = filter
         .status
         .filter(|s| !s.is_empty())
@@ -425,25 +408,17 @@ async fn list_runs(
                 .map_err(|message| ApiError::field(ErrorCode::InvalidField, "status", message))
         })
         .transpose()?;
-    let filter = agentd_store_filter(path.agent_id, session_id, status);
+    let filter = agentd_runtime::RunFilter {
+        agent_id: Some(path.agent_id),
+        session_id,
+        status,
+    };
     let page = PageRequest::parse(page.limit, page.cursor.as_deref())?;
     let listed = runs.list(auth.principal.tenant_id, &filter, page).await?;
     Ok(axum::Json(RunList {
         data: listed.items.into_iter().map(RunView::from).collect(),
         next_cursor: listed.next_cursor,
     }))
-}
-
-fn agentd_store_filter(
-    agent_id: AgentId,
-    session_id: Option<SessionId>,
-    status: Option<RunStatus>,
-) -> agentd_runtime::RunFilter {
-    agentd_runtime::RunFilter {
-        agent_id: Some(agent_id),
-        session_id,
-        status,
-    }
 }
 
 /// One run.

@@ -130,6 +130,16 @@ fn parse_kind(raw: Option<String>) -> Result<Option<SessionKind>, ApiError> {
         .transpose()
 }
 
+/// A client's `session_id`: absent or empty is `None`, anything else must be a valid id.
+pub fn optional_session_id(raw: Option<&str>) -> Result<Option<SessionId>, ApiError> {
+    raw.filter(|s| !s.is_empty())
+        .map(|raw| {
+            SessionId::parse(raw)
+                .map_err(|message| ApiError::field(ErrorCode::InvalidField, "session_id", message))
+        })
+        .transpose()
+}
+
 fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|s| !s.is_empty())
 }
@@ -212,12 +222,7 @@ async fn create_session(
     State(sessions): State<Arc<SessionService>>,
     Json(request): Json<CreateSessionRequest>,
 ) -> Result<(StatusCode, axum::Json<SessionView>), ApiError> {
-    let id = non_empty(request.session_id)
-        .map(|raw| {
-            SessionId::parse(&raw)
-                .map_err(|message| ApiError::field(ErrorCode::InvalidField, "session_id", message))
-        })
-        .transpose()?;
+    let id = optional_session_id(request.session_id.as_deref())?;
     let component_id = non_empty(request.agent_id)
         .or(non_empty(request.component_id))
         .ok_or_else(|| {
