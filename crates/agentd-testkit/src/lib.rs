@@ -274,6 +274,28 @@ impl TestApp {
             .json(body)
     }
 
+    /// A POST of form fields with the admin key.
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.request(reqwest::Method::POST, path, &self.admin_key)
+            .form(form)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("POST {path}: {error}"))
+    }
+
+    /// A GET with the admin key, answered with JSON (of any status).
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let response = self
+            .get(path)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("GET {path}: {error}"));
+        response
+            .json()
+            .await
+            .unwrap_or_else(|error| panic!("GET {path}: not JSON: {error}"))
+    }
+
     /// Creates a key in the default tenant through the API; returns `(id, secret)`.
     pub async fn create_key(&self, scopes: &[&str]) -> (String, String) {
         let response = self

@@ -122,3 +122,31 @@ pub fn snapshot(frames: &[SseFrame]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// One line per frame, `<id> <name>`: the `event:` name, or for `data:`-only frames their `type`
+/// followed by `/<event>` when the data names a run event. For checking a stream's order.
+pub fn names(frames: &[SseFrame]) -> Vec<String> {
+    frames
+        .iter()
+        .map(|frame| {
+            let name = frame.event.clone().unwrap_or_else(|| {
+                let kind = frame.data["type"].as_str().unwrap_or_default();
+                match frame.data["event"].as_str() {
+                    Some(event) => format!("{kind}/{event}"),
+                    None => kind.to_owned(),
+                }
+            });
+            format!("{} {name}", frame.id.as_deref().unwrap_or("-"))
+        })
+        .collect()
+}
+
+/// An expected multi-line snapshot written indented in a test, as [`snapshot`] prints it: each
+/// line trimmed, blank lines dropped.
+pub fn trim_lines(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use agentd_testkit::sse::{parse, snapshot, SseFrame};
+use agentd_testkit::sse::{names, parse, snapshot, trim_lines, SseFrame};
 use agentd_testkit::{backend_tests, spawn_app_with_model, Reply, TestApp, TestDb};
 use serde_json::{json, Value};
 
@@ -43,31 +43,6 @@ async fn chat_json(app: &TestApp, agent: &str, body: &Value) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn types(frames: &[SseFrame]) -> Vec<String> {
-    frames
-        .iter()
-        .map(|f| {
-            let event = f.data["event"]
-                .as_str()
-                .map(|e| format!("/{e}"))
-                .unwrap_or_default();
-            format!(
-                "{} {}{event}",
-                f.id.as_deref().unwrap_or("-"),
-                f.data["type"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
-fn lines(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 async fn plain_answer_as_json_and_stream(db: TestDb) {
     let (app, model) = spawn_app_with_model(db).await;
     let agent = agent(&app, json!([])).await;
@@ -99,7 +74,7 @@ async fn plain_answer_as_json_and_stream(db: TestDb) {
         &json!({"messages": [{"role": "user", "content": "hello"}]}),
     )
     .await;
-    let expected = lines(
+    let expected = trim_lines(
         r#"
         1 RunStarted {"agent_id":"[..]","model":"gpt-test","run_id":"[..]","session_id":"[..]","type":"RunStarted"}
         2 RunResponse {"event":"ModelRequestStarted","model":"gpt-test","model_provider":"OpenAI","run_id":"[..]","type":"RunResponse"}
@@ -131,7 +106,7 @@ async fn server_tools_run_inside_the_chat(db: TestDb) {
     )
     .await;
     assert_eq!(
-        types(&frames),
+        names(&frames),
         [
             "1 RunStarted",
             "2 RunResponse/ModelRequestStarted",
@@ -160,7 +135,7 @@ async fn tool_request_then_tool_message_continues(db: TestDb) {
     let first = json!({"messages": [{"role": "user", "content": "find rust"}], "tools": tools});
     let frames = chat_stream(&app, &agent, &first).await;
     assert_eq!(
-        types(&frames),
+        names(&frames),
         [
             "1 RunStarted",
             "2 RunResponse/ModelRequestStarted",
@@ -203,13 +178,8 @@ async fn tool_request_then_tool_message_continues(db: TestDb) {
         .unwrap();
     assert_eq!(tool_message["content"], "rust-lang.org");
     let run: Value = app
-        .get(&format!("/agents/{agent}/runs/{run_id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/agents/{agent}/runs/{run_id}"))
+        .await;
     assert_eq!(run["status"], "COMPLETED");
 }
 
@@ -256,7 +226,7 @@ async fn confirmation_rejected_through_a_tool_message(db: TestDb) {
     });
     let frames = chat_stream(&app, &agent, &reject).await;
     assert_eq!(
-        types(&frames),
+        names(&frames),
         [
             "5 RunResponse/RunContinued",
             "6 RunResponse/ToolCallStarted",

@@ -3,27 +3,11 @@
 //! is refused before the run starts.
 
 use agentd_runtime::Config;
-use agentd_testkit::sse::parse;
+use agentd_testkit::sse::{names, parse};
 use agentd_testkit::{backend_tests, spawn_app_with_model_and, Reply, TestDb};
 use serde_json::{json, Value};
 
 use crate::assert_problem;
-
-fn names(frames: &[agentd_testkit::sse::SseFrame]) -> Vec<String> {
-    frames
-        .iter()
-        .map(|f| {
-            let name = f.event.clone().unwrap_or_else(|| {
-                let kind = f.data["type"].as_str().unwrap_or_default();
-                match f.data["event"].as_str() {
-                    Some(event) => format!("{kind}/{event}"),
-                    None => kind.to_owned(),
-                }
-            });
-            format!("{} {name}", f.id.as_deref().unwrap_or("-"))
-        })
-        .collect()
-}
 
 async fn mcp_tools_run_on_both_faces(db: TestDb) {
     let Some(bin) = agentd_testkit::mcp::everything() else {
@@ -49,15 +33,8 @@ async fn mcp_tools_run_on_both_faces(db: TestDb) {
     ));
     model.push(Reply::text("Echoed"));
     let response = app
-        .request(
-            reqwest::Method::POST,
-            &format!("/agents/{agent}/runs"),
-            &app.admin_key,
-        )
-        .form(&[("message", "echo hi")])
-        .send()
-        .await
-        .unwrap();
+        .post_form(&format!("/agents/{agent}/runs"), &[("message", "echo hi")])
+        .await;
     let frames = parse(&response.text().await.unwrap());
     assert_eq!(
         names(&frames),
@@ -128,15 +105,8 @@ async fn mcp_tools_run_on_both_faces(db: TestDb) {
         }))
         .await;
     let response = app
-        .request(
-            reqwest::Method::POST,
-            &format!("/agents/{rogue}/runs"),
-            &app.admin_key,
-        )
-        .form(&[("message", "x")])
-        .send()
-        .await
-        .unwrap();
+        .post_form(&format!("/agents/{rogue}/runs"), &[("message", "x")])
+        .await;
     let problem = assert_problem(response, 409, "conflict").await;
     assert!(
         problem["detail"]

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use agentd_testkit::sse::{parse, read_frames, snapshot};
+use agentd_testkit::sse::{names, parse, read_frames, snapshot, trim_lines};
 use agentd_testkit::{backend_tests, spawn_app_with_model, Reply, TestApp, TestDb};
 use serde_json::{json, Value};
 
@@ -26,16 +26,7 @@ async fn run_stream(
     agent: &str,
     form: &[(&str, &str)],
 ) -> Vec<agentd_testkit::sse::SseFrame> {
-    let response = app
-        .request(
-            reqwest::Method::POST,
-            &format!("/agents/{agent}/runs"),
-            &app.admin_key,
-        )
-        .form(form)
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_form(&format!("/agents/{agent}/runs"), form).await;
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"]
         .to_str()
@@ -44,20 +35,12 @@ async fn run_stream(
     parse(&response.text().await.unwrap())
 }
 
-fn lines(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 async fn plain_answer_streams_agentos_events(db: TestDb) {
     let (app, model) = spawn_app_with_model(db).await;
     let agent = agent(&app, json!([])).await;
     model.push(Reply::text("Hello there").usage(12, 2));
     let frames = run_stream(&app, &agent, &[("message", "hi")]).await;
-    let expected = lines(
+    let expected = trim_lines(
         r#"
         1 RunStarted {"agent_id":"[..]","agent_name":"helper","created_at":"[..]","event":"RunStarted","event_index":0,"model":"gpt-test","model_provider":"OpenAI","nested_depth":0,"run_id":"[..]","session_id":"[..]"}
         2 ModelRequestStarted {"agent_id":"[..]","agent_name":"helper","created_at":"[..]","event":"ModelRequestStarted","event_index":1,"model":"gpt-test","model_provider":"OpenAI","nested_depth":0,"run_id":"[..]","session_id":"[..]"}
@@ -79,21 +62,6 @@ async fn plain_answer_streams_agentos_events(db: TestDb) {
         json!({"role": "user", "content": "hi"})
     );
     assert_eq!(sent["model"], "gpt-test");
-}
-
-/// Names the frames of a stream: `<id> <event>` per line, for checking order without the payloads.
-fn names(frames: &[agentd_testkit::sse::SseFrame]) -> Vec<String> {
-    frames
-        .iter()
-        .map(|f| {
-            let name = f
-                .event
-                .clone()
-                .or_else(|| f.data["type"].as_str().map(str::to_owned))
-                .unwrap_or_default();
-            format!("{} {name}", f.id.as_deref().unwrap_or("-"))
-        })
-        .collect()
 }
 
 /// The chat completion requests the model received (the scripted server also serves `http_fetch`).
@@ -244,30 +212,22 @@ async fn client_tool_pauses_and_continue_resumes(db: TestDb) {
 
     // Continuing without the result names what is missing.
     let response = app
-        .request(
-            reqwest::Method::POST,
+        .post_form(
             &format!("/agents/{agent}/runs/{run_id}/continue"),
-            &app.admin_key,
+            &[("tools", "[]")],
         )
-        .form(&[("tools", "[]")])
-        .send()
-        .await
-        .unwrap();
+        .await;
     let problem = assert_problem(response, 422, "invalid_field").await;
     assert_eq!(problem["field"], "tools");
 
     tool["result"] = json!("12 degrees, sunny");
     model.push(Reply::text("It is sunny"));
     let response = app
-        .request(
-            reqwest::Method::POST,
+        .post_form(
             &format!("/agents/{agent}/runs/{run_id}/continue"),
-            &app.admin_key,
+            &[("tools", json!([tool]).to_string().as_str())],
         )
-        .form(&[("tools", json!([tool]).to_string().as_str())])
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 200);
     let frames = parse(&response.text().await.unwrap());
     assert_eq!(
@@ -298,15 +258,11 @@ async fn client_tool_pauses_and_continue_resumes(db: TestDb) {
 
     // A finished run cannot continue.
     let response = app
-        .request(
-            reqwest::Method::POST,
+        .post_form(
             &format!("/agents/{agent}/runs/{run_id}/continue"),
-            &app.admin_key,
+            &[("tools", "[]")],
         )
-        .form(&[("tools", "[]")])
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_problem(response, 409, "conflict").await;
 }
 
@@ -378,15 +334,8 @@ async fn cancel_stops_a_streaming_run_promptly(db: TestDb) {
     let long = "word ".repeat(200);
     model.push(Reply::text(&long).token_delay(Duration::from_millis(50)));
     let response = app
-        .request(
-            reqwest::Method::POST,
-            &format!("/agents/{agent}/runs"),
-            &app.admin_key,
-        )
-        .form(&[("message", "talk")])
-        .send()
-        .await
-        .unwrap();
+        .post_form(&format!("/agents/{agent}/runs"), &[("message", "talk")])
+        .await;
     let mut response = response;
     let mut body = String::new();
     while parse(&body).len() < 4 {
@@ -423,13 +372,8 @@ async fn cancel_stops_a_streaming_run_promptly(db: TestDb) {
     let last = &frames.last().unwrap().data;
     assert!(last["content"].as_str().unwrap().starts_with("word word"));
     let run: Value = app
-        .get(&format!("/agents/{agent}/runs/{run_id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/agents/{agent}/runs/{run_id}"))
+        .await;
     assert_eq!(run["status"], "CANCELLED");
     // Cancelling again leaves it as it is.
     let again = app
@@ -464,13 +408,8 @@ async fn provider_failure_mid_stream_ends_with_run_error(db: TestDb) {
     );
     let run_id = error["run_id"].as_str().unwrap();
     let run: Value = app
-        .get(&format!("/agents/{agent}/runs/{run_id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/agents/{agent}/runs/{run_id}"))
+        .await;
     assert_eq!(run["status"], "ERROR");
     assert!(run["error"].as_str().unwrap().contains("upstream exploded"));
 }
@@ -510,20 +449,16 @@ async fn non_streaming_and_background_runs(db: TestDb) {
     let agent = agent(&app, json!([])).await;
     model.push(Reply::text("Plain reply").usage(5, 2));
     let response = app
-        .request(
-            reqwest::Method::POST,
+        .post_form(
             &format!("/agents/{agent}/runs"),
-            &app.admin_key,
+            &[
+                ("message", "hi"),
+                ("stream", "false"),
+                ("session_id", "s1"),
+                ("user_id", "u1"),
+            ],
         )
-        .form(&[
-            ("message", "hi"),
-            ("stream", "false"),
-            ("session_id", "s1"),
-            ("user_id", "u1"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 200);
     let run: Value = response.json().await.unwrap();
     assert_eq!(run["status"], "COMPLETED");
@@ -559,19 +494,15 @@ async fn non_streaming_and_background_runs(db: TestDb) {
     // Background: 202 at once, then the events can be joined.
     model.push(Reply::text("Later"));
     let response = app
-        .request(
-            reqwest::Method::POST,
+        .post_form(
             &format!("/agents/{agent}/runs"),
-            &app.admin_key,
+            &[
+                ("message", "bg"),
+                ("stream", "false"),
+                ("background", "true"),
+            ],
         )
-        .form(&[
-            ("message", "bg"),
-            ("stream", "false"),
-            ("background", "true"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(response.status(), 202);
     let accepted: Value = response.json().await.unwrap();
     assert_eq!(accepted["status"], "PENDING");
@@ -590,13 +521,8 @@ async fn non_streaming_and_background_runs(db: TestDb) {
 
     // The runs are listed by session.
     let listed: Value = app
-        .get(&format!("/agents/{agent}/runs?session_id=s1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/agents/{agent}/runs?session_id=s1"))
+        .await;
     assert_eq!(listed["data"].as_array().unwrap().len(), 2);
 }
 
@@ -604,90 +530,53 @@ async fn bad_run_requests_are_named(db: TestDb) {
     let (app, _model) = spawn_app_with_model(db).await;
     let agent = agent(&app, json!([])).await;
     let path = format!("/agents/{agent}/runs");
-    let response = app
-        .request(reqwest::Method::POST, &path, &app.admin_key)
-        .form(&[("stream", "false")])
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_form(&path, &[("stream", "false")]).await;
     let problem = assert_problem(response, 422, "invalid_field").await;
     assert_eq!(problem["field"], "message");
     let response = app
-        .request(reqwest::Method::POST, &path, &app.admin_key)
-        .form(&[("message", "x"), ("stream", "maybe")])
-        .send()
-        .await
-        .unwrap();
+        .post_form(&path, &[("message", "x"), ("stream", "maybe")])
+        .await;
     let problem = assert_problem(response, 422, "invalid_field").await;
     assert_eq!(problem["field"], "stream");
     let response = app
-        .request(reqwest::Method::POST, &path, &app.admin_key)
-        .form(&[("message", "x"), ("session_id", "bad id!")])
-        .send()
-        .await
-        .unwrap();
+        .post_form(&path, &[("message", "x"), ("session_id", "bad id!")])
+        .await;
     let problem = assert_problem(response, 422, "invalid_field").await;
     assert_eq!(problem["field"], "session_id");
     let response = app
-        .request(reqwest::Method::POST, &path, &app.admin_key)
-        .form(&[("message", "x"), ("tools", "[{\"name\": 5}]")])
-        .send()
-        .await
-        .unwrap();
+        .post_form(&path, &[("message", "x"), ("tools", "[{\"name\": 5}]")])
+        .await;
     let problem = assert_problem(response, 422, "invalid_field").await;
     assert_eq!(problem["field"], "tools[0].name");
     // An agent without a usable model, an unknown agent, a paused agent.
     let no_model = app.create_agent_id(&json!({"name": "nomodel"})).await;
     let response = app
-        .request(
-            reqwest::Method::POST,
-            &format!("/agents/{no_model}/runs"),
-            &app.admin_key,
-        )
-        .form(&[("message", "x")])
-        .send()
-        .await
-        .unwrap();
+        .post_form(&format!("/agents/{no_model}/runs"), &[("message", "x")])
+        .await;
     assert_problem(response, 409, "conflict").await;
     let unknown = app
         .create_agent_id(&json!({"name": "elsewhere", "model": "nowhere/m"}))
         .await;
     let response = app
-        .request(
-            reqwest::Method::POST,
-            &format!("/agents/{unknown}/runs"),
-            &app.admin_key,
-        )
-        .form(&[("message", "x")])
-        .send()
-        .await
-        .unwrap();
+        .post_form(&format!("/agents/{unknown}/runs"), &[("message", "x")])
+        .await;
     let problem = assert_problem(response, 409, "conflict").await;
     assert!(
         problem["detail"].as_str().unwrap().contains("scripted"),
         "{problem}"
     );
     let response = app
-        .request(
-            reqwest::Method::POST,
+        .post_form(
             &format!("/agents/{}/runs", uuid::Uuid::now_v7()),
-            &app.admin_key,
+            &[("message", "x")],
         )
-        .form(&[("message", "x")])
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_problem(response, 404, "not_found").await;
     app.post_json(&format!("/agents/{agent}/pause"), &json!({}))
         .send()
         .await
         .unwrap();
-    let response = app
-        .request(reqwest::Method::POST, &path, &app.admin_key)
-        .form(&[("message", "x")])
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_form(&path, &[("message", "x")]).await;
     assert_problem(response, 409, "conflict").await;
 }
 
@@ -696,15 +585,8 @@ async fn reconnect_gets_each_missed_event_once(db: TestDb) {
     let agent = agent(&app, json!([])).await;
     model.push(Reply::text("one two three four five six").token_delay(Duration::from_millis(30)));
     let response = app
-        .request(
-            reqwest::Method::POST,
-            &format!("/agents/{agent}/runs"),
-            &app.admin_key,
-        )
-        .form(&[("message", "count")])
-        .send()
-        .await
-        .unwrap();
+        .post_form(&format!("/agents/{agent}/runs"), &[("message", "count")])
+        .await;
     let first = read_frames(response, 4).await;
     assert_eq!(first.len(), 4);
     let run_id = first[0].data["run_id"].as_str().unwrap().to_owned();
@@ -727,15 +609,11 @@ async fn reconnect_gets_each_missed_event_once(db: TestDb) {
 
     // After the run has finished, and through AgentOS's /resume.
     let response = app
-        .request(
-            reqwest::Method::POST,
+        .post_form(
             &format!("/agents/{agent}/runs/{run_id}/resume"),
-            &app.admin_key,
+            &[("last_event_index", "1")],
         )
-        .form(&[("last_event_index", "1")])
-        .send()
-        .await
-        .unwrap();
+        .await;
     let resumed = parse(&response.text().await.unwrap());
     assert_eq!(resumed.first().unwrap().id.as_deref(), Some("3"));
     assert_eq!(resumed.len(), all - 2);
@@ -769,31 +647,22 @@ async fn restart_ends_runs_left_in_flight(db: TestDb) {
     let agent = agent(&app, json!([])).await;
     model.push(Reply::hang());
     let response = app
-        .request(
-            reqwest::Method::POST,
+        .post_form(
             &format!("/agents/{agent}/runs"),
-            &app.admin_key,
+            &[
+                ("message", "hang"),
+                ("stream", "false"),
+                ("background", "true"),
+            ],
         )
-        .form(&[
-            ("message", "hang"),
-            ("stream", "false"),
-            ("background", "true"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .await;
     let accepted: Value = response.json().await.unwrap();
     let run_id = accepted["run_id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let app = app.restart().await;
     let run: Value = app
-        .get(&format!("/agents/{agent}/runs/{run_id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/agents/{agent}/runs/{run_id}"))
+        .await;
     assert_eq!(run["status"], "ERROR");
     let response = app
         .get(&format!("/agents/{agent}/runs/{run_id}/events"))
@@ -830,31 +699,23 @@ async fn session_policy_reject_and_enqueue(db: TestDb) {
     assert_eq!(created.status(), 201);
     model.push(Reply::text("slow answer").token_delay(Duration::from_millis(200)));
     let first = app
-        .request(
-            reqwest::Method::POST,
+        .post_form(
             &format!("/agents/{agent}/runs"),
-            &app.admin_key,
+            &[
+                ("message", "one"),
+                ("session_id", "busy"),
+                ("stream", "false"),
+                ("background", "true"),
+            ],
         )
-        .form(&[
-            ("message", "one"),
-            ("session_id", "busy"),
-            ("stream", "false"),
-            ("background", "true"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(first.status(), 202);
     let second = app
-        .request(
-            reqwest::Method::POST,
+        .post_form(
             &format!("/agents/{agent}/runs"),
-            &app.admin_key,
+            &[("message", "two"), ("session_id", "busy")],
         )
-        .form(&[("message", "two"), ("session_id", "busy")])
-        .send()
-        .await
-        .unwrap();
+        .await;
     let problem = assert_problem(second, 409, "conflict").await;
     assert!(
         problem["detail"].as_str().unwrap().contains("reject"),
@@ -880,19 +741,15 @@ async fn session_policy_reject_and_enqueue(db: TestDb) {
     let one = one.await.unwrap();
     assert_eq!(one.status(), 202);
     let two = app
-        .request(
-            reqwest::Method::POST,
+        .post_form(
             &format!("/agents/{agent}/runs"),
-            &app.admin_key,
+            &[
+                ("message", "two"),
+                ("session_id", "queue"),
+                ("stream", "false"),
+            ],
         )
-        .form(&[
-            ("message", "two"),
-            ("session_id", "queue"),
-            ("stream", "false"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        .await;
     let two: Value = two.json().await.unwrap();
     assert_eq!(two["status"], "COMPLETED");
     let last_request = model.requests().last().unwrap().body.clone();
@@ -913,19 +770,15 @@ async fn runs_are_tenant_scoped(db: TestDb) {
     let agent = agent(&app, json!([])).await;
     model.push(Reply::text("mine"));
     let run: Value = app
-        .request(
-            reqwest::Method::POST,
+        .post_form(
             &format!("/agents/{agent}/runs"),
-            &app.admin_key,
+            &[
+                ("message", "hi"),
+                ("stream", "false"),
+                ("session_id", "private"),
+            ],
         )
-        .form(&[
-            ("message", "hi"),
-            ("stream", "false"),
-            ("session_id", "private"),
-        ])
-        .send()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -1022,38 +875,30 @@ async fn interrupt_policy_cancels_the_run_in_progress(db: TestDb) {
     model.push(Reply::text("long ".repeat(100).as_str()).token_delay(Duration::from_millis(50)));
     model.push(Reply::text("new answer"));
     let first: Value = app
-        .request(
-            reqwest::Method::POST,
+        .post_form(
             &format!("/agents/{agent}/runs"),
-            &app.admin_key,
+            &[
+                ("message", "one"),
+                ("session_id", "talk"),
+                ("stream", "false"),
+                ("background", "true"),
+            ],
         )
-        .form(&[
-            ("message", "one"),
-            ("session_id", "talk"),
-            ("stream", "false"),
-            ("background", "true"),
-        ])
-        .send()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let second: Value = app
-        .request(
-            reqwest::Method::POST,
+        .post_form(
             &format!("/agents/{agent}/runs"),
-            &app.admin_key,
+            &[
+                ("message", "two"),
+                ("session_id", "talk"),
+                ("stream", "false"),
+            ],
         )
-        .form(&[
-            ("message", "two"),
-            ("session_id", "talk"),
-            ("stream", "false"),
-        ])
-        .send()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -1061,13 +906,8 @@ async fn interrupt_policy_cancels_the_run_in_progress(db: TestDb) {
     assert_eq!(second["content"], "new answer");
     let first_id = first["run_id"].as_str().unwrap();
     let first: Value = app
-        .get(&format!("/agents/{agent}/runs/{first_id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/agents/{agent}/runs/{first_id}"))
+        .await;
     assert_eq!(first["status"], "CANCELLED");
 }
 

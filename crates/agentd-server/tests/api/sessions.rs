@@ -67,45 +67,30 @@ async fn sessions_story(db: TestDb) {
     // Created on a run's first use, for another user and agent.
     model.push(Reply::text("ok"));
     let run: Value = app
-        .request(
-            reqwest::Method::POST,
+        .post_form(
             &format!("/agents/{other_agent}/runs"),
-            &app.admin_key,
+            &[
+                ("message", "hello"),
+                ("stream", "false"),
+                ("session_id", "auto-1"),
+                ("user_id", "bob"),
+            ],
         )
-        .form(&[
-            ("message", "hello"),
-            ("stream", "false"),
-            ("session_id", "auto-1"),
-            ("user_id", "bob"),
-        ])
-        .send()
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     let run_id = run["run_id"].as_str().unwrap().to_owned();
-    let auto: Value = app
-        .get("/sessions/auto-1")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let auto: Value = app.get_json("/sessions/auto-1").await;
     assert_eq!(auto["user_id"], "bob");
     assert_eq!(auto["component_id"], other_agent);
     // A session belongs to its agent.
     let response = app
-        .request(
-            reqwest::Method::POST,
+        .post_form(
             &format!("/agents/{agent}/runs"),
-            &app.admin_key,
+            &[("message", "x"), ("session_id", "auto-1")],
         )
-        .form(&[("message", "x"), ("session_id", "auto-1")])
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_problem(response, 409, "conflict").await;
 
     // Lists: newest first, filters, total count and cursor pages.
@@ -118,14 +103,7 @@ async fn sessions_story(db: TestDb) {
         .await
         .unwrap();
     }
-    let all: Value = app
-        .get("/sessions?limit=2")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Value = app.get_json("/sessions?limit=2").await;
     assert_eq!(all["meta"]["total_count"], 5);
     let ids: Vec<&str> = all["data"]
         .as_array()
@@ -136,13 +114,8 @@ async fn sessions_story(db: TestDb) {
     assert_eq!(ids, ["bulk-2", "bulk-1"]);
     let cursor = all["meta"]["next_cursor"].as_str().unwrap();
     let next: Value = app
-        .get(&format!("/sessions?limit=2&cursor={cursor}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/sessions?limit=2&cursor={cursor}"))
+        .await;
     let ids: Vec<&str> = next["data"]
         .as_array()
         .unwrap()
@@ -150,32 +123,13 @@ async fn sessions_story(db: TestDb) {
         .map(|s| s["session_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["bulk-0", "auto-1"]);
-    let bob: Value = app
-        .get("/sessions?user_id=bob")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bob: Value = app.get_json("/sessions?user_id=bob").await;
     assert_eq!(bob["meta"]["total_count"], 1);
     let by_agent: Value = app
-        .get(&format!("/sessions?type=agent&component_id={agent}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/sessions?type=agent&component_id={agent}"))
+        .await;
     assert_eq!(by_agent["meta"]["total_count"], 4);
-    let named: Value = app
-        .get("/sessions?session_name=plan")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let named: Value = app.get_json("/sessions?session_name=plan").await;
     assert_eq!(named["data"][0]["session_id"], "chat-1");
     let bad = app.get("/sessions?type=robot").send().await.unwrap();
     let problem = assert_problem(bad, 422, "invalid_field").await;
@@ -224,23 +178,11 @@ async fn sessions_story(db: TestDb) {
     assert_problem(missing, 404, "not_found").await;
 
     // The session's runs.
-    let runs: Value = app
-        .get("/sessions/auto-1/runs")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let runs: Value = app.get_json("/sessions/auto-1/runs").await;
     assert_eq!(runs["data"][0]["run_id"], run_id);
     let one: Value = app
-        .get(&format!("/sessions/auto-1/runs/{run_id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/sessions/auto-1/runs/{run_id}"))
+        .await;
     assert_eq!(one["content"], "ok");
     let elsewhere = app
         .get(&format!("/sessions/chat-1/runs/{run_id}"))
@@ -278,14 +220,7 @@ async fn sessions_story(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(bulk["deleted"], 2);
-    let left: Value = app
-        .get("/sessions")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let left: Value = app.get_json("/sessions").await;
     assert_eq!(left["meta"]["total_count"], 2);
 }
 
