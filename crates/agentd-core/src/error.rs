@@ -34,6 +34,10 @@ pub enum ErrorCode {
     QuotaExceeded,
     /// A hard resource limit (storage, memory…) would be exceeded.
     LimitExceeded,
+    /// Too many requests in the plan's window: retry after the time in `Retry-After`.
+    RateLimited,
+    /// A model provider failed, could not be reached or refused the call.
+    ProviderFailed,
     /// A dependency (the database) is unavailable.
     Unavailable,
     /// Something failed inside the server; details are in the log, never in the response.
@@ -42,7 +46,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 18] = [
         Self::InvalidJson,
         Self::UnsupportedMediaType,
         Self::InvalidField,
@@ -57,6 +61,8 @@ impl ErrorCode {
         Self::PreconditionFailed,
         Self::QuotaExceeded,
         Self::LimitExceeded,
+        Self::RateLimited,
+        Self::ProviderFailed,
         Self::Unavailable,
         Self::Internal,
     ];
@@ -78,6 +84,8 @@ impl ErrorCode {
             Self::PreconditionFailed => "precondition_failed",
             Self::QuotaExceeded => "quota_exceeded",
             Self::LimitExceeded => "limit_exceeded",
+            Self::RateLimited => "rate_limited",
+            Self::ProviderFailed => "provider_failed",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }

@@ -398,6 +398,8 @@ pub struct Run {
     pub agent_version: u32,
     pub session_id: SessionId,
     pub user_id: Option<String>,
+    /// The API key that started the run (usage is metered per key).
+    pub key_id: Option<crate::KeyId>,
     pub parent_run_id: Option<RunId>,
     pub status: RunStatus,
     /// The user's message.

@@ -44,6 +44,8 @@ pub struct Tenant {
     pub id: TenantId,
     pub slug: TenantSlug,
     pub name: String,
+    /// The plan whose limits apply (a name from the server's `[plans]`); `None` is the default plan.
+    pub plan: Option<String>,
     pub created_at: Timestamp,
 }
 
@@ -54,6 +56,7 @@ impl Tenant {
             id: TenantId::new(),
             slug,
             name: name.into(),
+            plan: None,
             created_at: crate::now(),
         }
     }

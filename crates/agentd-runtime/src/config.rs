@@ -36,8 +36,28 @@ pub struct Config {
     pub node_id: String,
     /// Model providers by name; an agent's `model` is `<name>/<model>`.
     pub providers: BTreeMap<String, agentd_models::ProviderConfig>,
+    /// Model routes by name: a model that is served by the first of several `provider/model` targets
+    /// that answers (the next is tried on a rate limit, a 5xx, a timeout or a refused connection).
+    pub routes: BTreeMap<String, agentd_models::RouteConfig>,
+    /// Plans by name, with their limits; a tenant is on `default_plan` unless it was put on another.
+    pub plans: BTreeMap<String, PlanConfig>,
+    /// The plan of tenants that have none. A name that `plans` does not list has no limits.
+    pub default_plan: String,
     pub runs: RunsConfig,
     pub tools: ToolsConfig,
+}
+
+/// The limits of a plan; an unset limit is no limit.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlanConfig {
+    /// Requests per minute per principal (API key), on every authenticated route.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
+    /// Model tokens (prompt + completion) per calendar month (UTC) for the whole tenant: runs and
+    /// gateway calls together.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monthly_tokens: Option<u64>,
 }
 
 /// Defaults for runs.
@@ -148,6 +168,9 @@ impl Default for Config {
             health: HealthConfig::default(),
             node_id: "local".to_owned(),
             providers: BTreeMap::new(),
+            routes: BTreeMap::new(),
+            plans: BTreeMap::new(),
+            default_plan: "default".to_owned(),
             runs: RunsConfig::default(),
             tools: ToolsConfig::default(),
         }
@@ -217,6 +240,13 @@ impl Config {
                 "health: intervals must be positive and 0 < degraded_after_missed <= unhealthy_after_missed <= critical_after_missed"
                     .to_owned(),
             ));
+        }
+        for (name, plan) in &self.plans {
+            if plan.requests_per_minute == Some(0) {
+                return Err(Error::Config(format!(
+                    "plans.{name}.requests_per_minute must be greater than 0 (leave it out for no limit)"
+                )));
+            }
         }
         Ok(())
     }

@@ -42,6 +42,19 @@ pub enum Error {
         wanted: u64,
         limit: u64,
     },
+    #[error("rate limit of {limit} requests per minute reached; retry in {retry_after_secs} s")]
+    RateLimited { limit: u32, retry_after_secs: u64 },
+    #[error("the plan's {limit} are used up: {used} of {allowed} this month; the allowance renews on {renews_at}")]
+    PlanLimit {
+        limit: &'static str,
+        used: u64,
+        allowed: u64,
+        renews_at: String,
+    },
+    #[error("model `{0}` not found: GET /v1/models lists the models and agents")]
+    UnknownModel(String),
+    #[error("{0}")]
+    Provider(#[source] agentd_models::ModelError),
     #[error("configuration: {0}")]
     Config(String),
     #[error("the database is unavailable")]
@@ -51,6 +64,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// Seconds the caller should wait before trying again, for rate limits.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            Self::Provider(agentd_models::ModelError::RateLimited { retry_after, .. }) => {
+                Some(retry_after.map_or(1, |d| d.as_secs().max(1)))
+            }
+            _ => None,
+        }
+    }
+
     /// A bad value in the named field.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid {
@@ -71,6 +97,11 @@ impl Error {
             Self::PreconditionFailed { .. } => ErrorCode::PreconditionFailed,
             Self::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
             Self::LimitExceeded { .. } => ErrorCode::LimitExceeded,
+            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::PlanLimit { .. } => ErrorCode::QuotaExceeded,
+            Self::UnknownModel(_) => ErrorCode::NotFound,
+            Self::Provider(agentd_models::ModelError::RateLimited { .. }) => ErrorCode::RateLimited,
+            Self::Provider(_) => ErrorCode::ProviderFailed,
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Config(_) | Self::Store(_) => ErrorCode::Internal,
         }
@@ -83,6 +114,8 @@ impl Error {
             Self::QuotaExceeded { resource, .. } | Self::LimitExceeded { resource, .. } => {
                 Some(resource)
             }
+            Self::PlanLimit { limit, .. } => Some(limit),
+            Self::UnknownModel(_) => Some("model"),
             _ => None,
         }
     }

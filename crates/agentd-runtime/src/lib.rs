@@ -10,6 +10,7 @@ pub mod access;
 pub mod capabilities;
 pub mod config;
 pub mod error;
+pub mod gateway;
 pub mod health;
 pub mod page;
 pub mod registry;
@@ -17,17 +18,20 @@ pub mod resources;
 pub mod runs;
 pub mod sessions;
 pub mod tools;
+pub mod usage;
 
 pub use access::{AccessService, Principal};
 pub use agentd_store::{AgentFilter, AgentUsage, RunFilter, RunStats, SessionFilter};
 pub use capabilities::CapabilityService;
 pub use config::Config;
 pub use error::Error;
+pub use gateway::{GatewayService, ListedModel, Target};
 pub use page::{Page, PageRequest};
 pub use registry::{RegistryService, SpecPatch};
 pub use resources::ResourceService;
 pub use runs::{RunEvents, RunHandle, RunInput, RunRequest, RunService};
 pub use sessions::SessionService;
+pub use usage::{AccountUsage, RateStatus, UsageService, UsageTotals};
 
 /// The running services of one agentd node.
 #[derive(Clone)]
@@ -40,6 +44,8 @@ pub struct Runtime {
     pub resources: Arc<ResourceService>,
     pub runs: Arc<RunService>,
     pub sessions: Arc<SessionService>,
+    pub usage: Arc<UsageService>,
+    pub gateway: Arc<GatewayService>,
     /// When this node started, for `/health` and `/info`.
     pub started_at: agentd_core::Timestamp,
 }
@@ -64,9 +70,21 @@ impl Runtime {
         let policy = health::HealthPolicy::from(&config.health);
         let resources = Arc::new(ResourceService::new(store.clone()));
         let providers = agentd_models::Providers::from_config(&config.providers)
+            .and_then(|providers| providers.with_routes(&config.routes))
             .map_err(|e| Error::Config(format!("providers: {e}")))?;
+        let usage = Arc::new(UsageService::new(
+            store.clone(),
+            config.plans.clone(),
+            config.default_plan.clone(),
+        ));
+        let gateway = Arc::new(GatewayService::new(
+            store.clone(),
+            providers.clone(),
+            usage.clone(),
+        ));
         let runs = Arc::new(RunService::new(
             store.clone(),
+            usage.clone(),
             providers,
             tools::ToolRegistry::builtin(config.tools.http_fetch.clone()),
             Arc::new(tools::mcp::McpPool::new(config.tools.mcp.clone())),
@@ -77,6 +95,8 @@ impl Runtime {
         let runtime = Self {
             runs,
             sessions: Arc::new(SessionService::new(store.clone())),
+            usage,
+            gateway,
             config: Arc::new(config),
             registry: Arc::new(RegistryService::new(
                 store.clone(),

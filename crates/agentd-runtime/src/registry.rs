@@ -226,6 +226,23 @@ impl RegistryService {
     }
 
     /// A page of the tenant's agents matching `filter`, oldest first.
+    /// The model refs (`provider/model`) of the tenant's agents matching `filter`, each once, sorted.
+    pub async fn model_refs(
+        &self,
+        tenant: TenantId,
+        filter: &AgentFilter,
+    ) -> Result<Vec<String>, Error> {
+        let mut refs = std::collections::BTreeSet::new();
+        let mut after = None;
+        loop {
+            let page = self.store.list_agents(tenant, filter, after, 500).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            refs.extend(page.into_iter().filter_map(|agent| agent.spec.model));
+        }
+        Ok(refs.into_iter().collect())
+    }
+
     pub async fn list(
         &self,
         tenant: TenantId,

@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use agentd_core::{ErrorCode, Scope};
-use agentd_runtime::{AccessService, Principal};
+use agentd_runtime::{AccessService, Principal, RateStatus, UsageService};
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -79,6 +79,12 @@ pub mod scopes {
         SessionsWrite = "sessions:write";
         /// Delete sessions with their runs.
         SessionsDelete = "sessions:delete";
+        /// List models (and the agents that can be addressed as models).
+        ModelsRead = "models:read";
+        /// Call models through the gateway (an agent addressed as a model also needs `agents:<id>:run`).
+        ModelsRun = "models:run";
+        /// Read the tenant's metered usage and plan.
+        UsageRead = "usage:read";
     }
 }
 
@@ -95,6 +101,7 @@ impl<S, St> FromRequestParts<St> for Auth<S>
 where
     S: RequiredScope,
     Arc<AccessService>: FromRef<St>,
+    Arc<UsageService>: FromRef<St>,
     St: Send + Sync,
 {
     type Rejection = ApiError;
@@ -103,6 +110,11 @@ where
         let credential = bearer_credential(parts)?;
         let access = Arc::<AccessService>::from_ref(state);
         let principal = access.authenticate(credential).await?;
+        // Every authenticated request counts against the plan's rate, allowed or not.
+        let rate = Arc::<UsageService>::from_ref(state).admit(&principal).await?;
+        if let (Some(rate), Some(slot)) = (rate, parts.extensions.get::<RateSlot>()) {
+            slot.fill(rate);
+        }
         let internal = |e: agentd_core::scope::ScopeError| {
             ApiError::new(
                 ErrorCode::Internal,
@@ -146,6 +158,22 @@ where
             only,
             scope: PhantomData,
         })
+    }
+}
+
+/// Where the `Auth` extractor leaves the caller's rate status for the `RateLimit-*` response headers
+/// (see `middleware::rate_limit_headers`).
+#[derive(Clone, Default)]
+pub struct RateSlot(Arc<std::sync::Mutex<Option<RateStatus>>>);
+
+impl RateSlot {
+    fn fill(&self, rate: RateStatus) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(rate);
+    }
+
+    /// The status left by the extractor, if the route authenticated and a rate applies.
+    pub fn take(&self) -> Option<RateStatus> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
 

@@ -47,6 +47,9 @@ pub fn router(state: AppState) -> Router {
                     middleware::observe,
                 ))
                 .layer(axum::middleware::from_fn(
+                    middleware::face_errors_and_rates,
+                ))
+                .layer(axum::middleware::from_fn(
                     middleware::problem_for_bare_errors,
                 ))
                 .layer(CatchPanicLayer::custom(middleware::panic_to_problem))

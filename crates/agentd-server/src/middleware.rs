@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use agentd_core::ErrorCode;
 
+use crate::auth::RateSlot;
 use crate::metrics::Metrics;
 use crate::problem::{code_for_status, Problem, PROBLEM_JSON};
 
@@ -121,6 +122,99 @@ pub async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
         }
     }
     rewritten
+}
+
+/// Per-face error shapes and rate headers. Every error is produced once, as problem+json; on the
+/// OpenAI-compatible face (`/v1/…`) it is re-rendered as OpenAI's `{"error": {message, type, param,
+/// code}}` (with 400 for bad input, as OpenAI's clients expect), and on the Ollama-style routes
+/// (`/v1/llm/…`) as `{"error": "…"}`. Authenticated responses under a plan with a rate limit carry
+/// `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`.
+pub async fn face_errors_and_rates(mut request: Request, next: Next) -> Response {
+    let face = Face::of(request.uri().path());
+    let slot = RateSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    let mut response = next.run(request).await;
+    if let Some(rate) = slot.take() {
+        let headers = response.headers_mut();
+        for (name, value) in [
+            ("ratelimit-limit", rate.limit as u64),
+            ("ratelimit-remaining", rate.remaining as u64),
+            ("ratelimit-reset", rate.reset_secs),
+        ] {
+            headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
+        }
+    }
+    let is_problem = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if face == Face::Native || !is_problem {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let problem: serde_json::Value = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    };
+    let text = |key: &str| problem.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+    let code = text("code").unwrap_or_else(|| "internal".to_owned());
+    let detail = text("detail").unwrap_or_else(|| "error".to_owned());
+    let body = match face {
+        Face::Ollama => serde_json::json!({ "error": detail }),
+        _ => {
+            let field = text("field");
+            let (kind, openai_code) = openai_error_kind(&code, field.as_deref());
+            serde_json::json!({ "error": {
+                "message": detail, "type": kind, "param": field, "code": openai_code,
+            }})
+        }
+    };
+    if face == Face::OpenAi && parts.status == axum::http::StatusCode::UNPROCESSABLE_ENTITY {
+        parts.status = axum::http::StatusCode::BAD_REQUEST;
+    }
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(body.to_string()))
+}
+
+/// Which error shape a path's face uses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Face {
+    Native,
+    OpenAi,
+    Ollama,
+}
+
+impl Face {
+    fn of(path: &str) -> Self {
+        if path.starts_with("/v1/llm/") {
+            Self::Ollama
+        } else if path.starts_with("/v1/") {
+            Self::OpenAi
+        } else {
+            Self::Native
+        }
+    }
+}
+
+/// OpenAI's error `type` and `code` for one of our codes.
+fn openai_error_kind(code: &str, field: Option<&str>) -> (&'static str, String) {
+    match code {
+        "missing_credentials" | "invalid_credentials" => {
+            ("invalid_request_error", "invalid_api_key".to_owned())
+        }
+        "missing_scope" => ("invalid_request_error", "insufficient_permissions".to_owned()),
+        "not_found" if field == Some("model") => {
+            ("invalid_request_error", "model_not_found".to_owned())
+        }
+        "rate_limited" => ("requests", "rate_limit_exceeded".to_owned()),
+        "quota_exceeded" => ("insufficient_quota", "insufficient_quota".to_owned()),
+        "provider_failed" | "internal" | "unavailable" => ("server_error", code.to_owned()),
+        _ => ("invalid_request_error", code.to_owned()),
+    }
 }
 
 /// Renders a caught panic as a 500 problem and logs what panicked.

@@ -29,6 +29,8 @@ pub fn status_and_title(code: ErrorCode) -> (StatusCode, &'static str) {
         ErrorCode::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "Precondition failed"),
         ErrorCode::QuotaExceeded => (StatusCode::TOO_MANY_REQUESTS, "Quota exceeded"),
         ErrorCode::LimitExceeded => (StatusCode::FORBIDDEN, "Resource limit exceeded"),
+        ErrorCode::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "Too many requests"),
+        ErrorCode::ProviderFailed => (StatusCode::BAD_GATEWAY, "Model provider failed"),
         ErrorCode::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "Service unavailable"),
         ErrorCode::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"),
     }
@@ -49,6 +51,7 @@ pub fn code_for_status(status: StatusCode) -> ErrorCode {
         StatusCode::CONFLICT => ErrorCode::Conflict,
         StatusCode::PRECONDITION_FAILED => ErrorCode::PreconditionFailed,
         StatusCode::TOO_MANY_REQUESTS => ErrorCode::QuotaExceeded,
+        StatusCode::BAD_GATEWAY => ErrorCode::ProviderFailed,
         _ => ErrorCode::Internal,
     }
 }
@@ -107,6 +110,9 @@ pub struct ApiError {
     code: ErrorCode,
     detail: String,
     field: Option<String>,
+    /// For rate limits: seconds to wait (`Retry-After`) and the limit (`RateLimit-Limit`).
+    retry_after: Option<u64>,
+    rate_limit: Option<u32>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -117,6 +123,8 @@ impl ApiError {
             code,
             detail: detail.into(),
             field: None,
+            retry_after: None,
+            rate_limit: None,
             source: None,
         }
     }
@@ -150,10 +158,17 @@ impl From<agentd_runtime::Error> for ApiError {
         let code = error.code();
         let field = error.field().map(str::to_owned);
         let detail = error.to_string();
+        let retry_after = error.retry_after();
+        let rate_limit = match &error {
+            agentd_runtime::Error::RateLimited { limit, .. } => Some(*limit),
+            _ => None,
+        };
         Self {
             code,
             detail,
             field,
+            retry_after,
+            rate_limit,
             source: Some(Box::new(error)),
         }
     }
@@ -181,6 +196,16 @@ impl IntoResponse for ApiError {
             }
             _ => self.detail,
         };
-        Problem::new(self.code, detail, self.field).into_response()
+        let mut response = Problem::new(self.code, detail, self.field).into_response();
+        let headers = response.headers_mut();
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let (Some(limit), Some(seconds)) = (self.rate_limit, self.retry_after) {
+            headers.insert("ratelimit-limit", HeaderValue::from(limit));
+            headers.insert("ratelimit-remaining", HeaderValue::from(0));
+            headers.insert("ratelimit-reset", HeaderValue::from(seconds));
+        }
+        response
     }
 }

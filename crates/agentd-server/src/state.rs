@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use agentd_runtime::{
-    AccessService, CapabilityService, Config, RegistryService, ResourceService, RunService,
-    Runtime, SessionService,
+    AccessService, CapabilityService, Config, GatewayService, RegistryService, ResourceService,
+    RunService, Runtime, SessionService, UsageService,
 };
 use axum::extract::FromRef;
 
@@ -20,6 +20,8 @@ pub struct AppState {
     pub resources: Arc<ResourceService>,
     pub runs: Arc<RunService>,
     pub sessions: Arc<SessionService>,
+    pub usage: Arc<UsageService>,
+    pub gateway: Arc<GatewayService>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
 }
@@ -34,6 +36,8 @@ impl AppState {
             resources: runtime.resources.clone(),
             runs: runtime.runs.clone(),
             sessions: runtime.sessions.clone(),
+            usage: runtime.usage.clone(),
+            gateway: runtime.gateway.clone(),
             config: runtime.config.clone(),
             metrics: Arc::new(Metrics::default()),
             runtime,

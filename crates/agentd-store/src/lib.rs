@@ -90,6 +90,7 @@ pub trait Store:
     + ResourceStore
     + SessionStore
     + RunStore
+    + UsageStore
     + Send
     + Sync
     + 'static
@@ -120,6 +121,8 @@ pub trait TenantStore {
     ) -> Result<bool, StoreError>;
     /// Every tenant's id, for system jobs (such as the health sweeper) that visit each tenant in turn.
     async fn list_tenant_ids(&self) -> Result<Vec<TenantId>, StoreError>;
+    /// Puts a tenant on a plan (`None`: the default plan); `false` when there is no such tenant.
+    async fn set_tenant_plan(&self, id: TenantId, plan: Option<&str>) -> Result<bool, StoreError>;
 }
 
 /// API keys. Keys are ordered by id, which is creation order.
@@ -421,6 +424,49 @@ pub trait RunStore {
         tenant: TenantId,
         agent: AgentId,
     ) -> Result<RunStats, StoreError>;
+}
+
+/// One model call made straight through the gateway (not by a run), as metered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelCall {
+    pub id: EventId,
+    pub tenant_id: TenantId,
+    pub key_id: Option<KeyId>,
+    /// The model as the caller named it (`provider/model` or a route).
+    pub model: String,
+    /// Which route: `chat.completions`, `completions`, `embeddings`, `llm.generate`…
+    pub endpoint: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub created_at: Timestamp,
+}
+
+/// Usage added up per key, agent and model over a time range: runs (with their agent) and gateway
+/// model calls (without one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageRow {
+    pub key_id: Option<KeyId>,
+    pub agent_id: Option<AgentId>,
+    pub model: String,
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// Metering. Runs are metered from their own rows; gateway calls from [`ModelCall`]s.
+#[async_trait]
+pub trait UsageStore {
+    /// Records a gateway model call.
+    async fn insert_model_call(&self, call: &ModelCall) -> Result<(), StoreError>;
+    /// The tenant's usage created in `[from, to)`, grouped by key, agent and model, ordered by them.
+    async fn usage_rows(
+        &self,
+        tenant: TenantId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<UsageRow>, StoreError>;
+    /// Tokens (prompt + completion) the tenant used since `from`, runs and gateway calls together.
+    async fn tokens_since(&self, tenant: TenantId, from: Timestamp) -> Result<u64, StoreError>;
 }
 
 /// Opens the database named by `url` (`sqlite:<path>` or `postgres://…`), creating a SQLite file if

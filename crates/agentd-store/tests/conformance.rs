@@ -11,10 +11,12 @@ use agentd_core::run::{
     SessionKind, SessionPolicy, ToolCall, ToolExecution,
 };
 use agentd_core::{
-    AgentId, ApiKey, KeyId, KeyName, NewApiKey, RunId, Scope, ScopeSet, Tenant, TenantSlug,
+    AgentId, ApiKey, EventId, KeyId, KeyName, NewApiKey, RunId, Scope, ScopeSet, Tenant,
+    TenantSlug,
 };
 use agentd_store::{
-    AgentFilter, RunFilter, RunStats, SessionCursor, SessionFilter, Store, StoreError, Update,
+    AgentFilter, ModelCall, RunFilter, RunStats, SessionCursor, SessionFilter, Store, StoreError,
+    Update, UsageRow,
 };
 use agentd_testkit::{backend_tests, TestDb};
 
@@ -514,6 +516,7 @@ fn run(tenant: &Tenant, agent: AgentId, session: &SessionId, status: RunStatus) 
         agent_version: 1,
         session_id: session.clone(),
         user_id: Some("user-1".to_owned()),
+        key_id: None,
         parent_run_id: None,
         status,
         input: "hello".to_owned(),
@@ -1212,7 +1215,90 @@ async fn sessions_runs_and_events_stay_in_their_tenant(db: TestDb) {
     );
 }
 
+async fn usage_adds_up_runs_and_model_calls_per_key_agent_and_model(db: TestDb) {
+    let store = open(&db).await;
+    let (a, b) = (tenant("usage-a"), tenant("usage-b"));
+    for t in [&a, &b] {
+        store.create_tenant(t).await.unwrap();
+    }
+    // Plans.
+    assert!(store.set_tenant_plan(a.id, Some("pro")).await.unwrap());
+    assert_eq!(
+        store.get_tenant(a.id).await.unwrap().unwrap().plan.as_deref(),
+        Some("pro")
+    );
+    assert_eq!(store.get_tenant(b.id).await.unwrap().unwrap().plan, None);
+    assert!(!store
+        .set_tenant_plan(agentd_core::TenantId::new(), Some("pro"))
+        .await
+        .unwrap());
+
+    let key_1 = KeyId::new();
+    let agent = AgentId::new();
+    let session = SessionId::new();
+    let mut metered = run(&a, agent, &session, RunStatus::Completed);
+    metered.key_id = Some(key_1);
+    metered.metrics.input_tokens = 10;
+    metered.metrics.output_tokens = 5;
+    metered.metrics.total_tokens = 15;
+    store.insert_run(&metered, &[]).await.unwrap();
+    assert_eq!(
+        store.get_run(a.id, metered.id).await.unwrap().unwrap().key_id,
+        Some(key_1)
+    );
+    let mut other_tenant = run(&b, agent, &session, RunStatus::Completed);
+    other_tenant.metrics.input_tokens = 1000;
+    store.insert_run(&other_tenant, &[]).await.unwrap();
+    let call = |tenant: &Tenant, prompt: u64, completion: u64| ModelCall {
+        id: EventId::new(),
+        tenant_id: tenant.id,
+        key_id: Some(key_1),
+        model: "scripted/gpt".to_owned(),
+        endpoint: "chat.completions".to_owned(),
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        created_at: agentd_core::now(),
+    };
+    store.insert_model_call(&call(&a, 7, 3)).await.unwrap();
+    store.insert_model_call(&call(&a, 2, 1)).await.unwrap();
+    store.insert_model_call(&call(&b, 500, 500)).await.unwrap();
+
+    let from = agentd_core::now() - chrono::Duration::hours(1);
+    let to = agentd_core::now() + chrono::Duration::hours(1);
+    let mut rows = store.usage_rows(a.id, from, to).await.unwrap();
+    rows.sort_by_key(|row| row.agent_id.is_some());
+    assert_eq!(
+        rows,
+        vec![
+            UsageRow {
+                key_id: Some(key_1),
+                agent_id: None,
+                model: "scripted/gpt".to_owned(),
+                requests: 2,
+                prompt_tokens: 9,
+                completion_tokens: 4,
+            },
+            UsageRow {
+                key_id: Some(key_1),
+                agent_id: Some(agent),
+                model: "scripted/echo".to_owned(),
+                requests: 1,
+                prompt_tokens: 10,
+                completion_tokens: 5,
+            },
+        ]
+    );
+    assert_eq!(store.tokens_since(a.id, from).await.unwrap(), 28);
+    assert_eq!(store.tokens_since(a.id, to).await.unwrap(), 0);
+    assert!(store
+        .usage_rows(a.id, to, to + chrono::Duration::hours(1))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 backend_tests!(
+    usage_adds_up_runs_and_model_calls_per_key_agent_and_model,
     sessions_are_listed_newest_first_updated_and_deleted_with_their_runs,
     runs_save_by_compare_and_set_and_keep_their_event_logs,
     sessions_runs_and_events_stay_in_their_tenant,

@@ -263,6 +263,7 @@ impl Execution {
             messages,
             tools: self.plan.definitions.clone(),
             max_tokens: None,
+            ..Default::default()
         };
         let requested_at = Instant::now();
         let cancel = self.live.cancel.clone();

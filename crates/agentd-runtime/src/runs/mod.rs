@@ -64,6 +64,7 @@ pub struct RunHandle {
 /// The run service.
 pub struct RunService {
     store: Arc<dyn Store>,
+    usage: Arc<crate::UsageService>,
     hub: Arc<RunHub>,
     providers: Providers,
     tools: ToolRegistry,
@@ -75,6 +76,7 @@ pub struct RunService {
 impl RunService {
     pub fn new(
         store: Arc<dyn Store>,
+        usage: Arc<crate::UsageService>,
         providers: Providers,
         tools: ToolRegistry,
         mcp: Arc<McpPool>,
@@ -83,6 +85,7 @@ impl RunService {
     ) -> Self {
         Self {
             store,
+            usage,
             hub: Arc::new(RunHub::default()),
             providers,
             tools,
@@ -122,6 +125,7 @@ impl RunService {
             .providers
             .resolve(&model_ref)
             .map_err(|e| Error::Conflict(format!("the agent's model: {e}")))?;
+        self.usage.check_tokens(tenant).await?;
         // Last among the checks: it may start (or reach) the agent's MCP servers.
         let (definitions, tools) = self.resolve_tools(&agent, &request.tools).await?;
         let session = self
@@ -169,6 +173,7 @@ impl RunService {
             agent_version: agent.version,
             session_id: session.id.clone(),
             user_id: request.user_id,
+            key_id: Some(principal.key_id),
             parent_run_id: None,
             status: RunStatus::Pending,
             input,
@@ -214,6 +219,7 @@ impl RunService {
         let agent = load_live_agent(self.store.as_ref(), tenant, agent_id, "run").await?;
         RegistryService::ensure_runnable(&agent)?;
         let mut run = self.load_run(tenant, agent_id, run_id).await?;
+        self.usage.check_tokens(tenant).await?;
         if run.status != RunStatus::Paused {
             return Err(Error::Conflict(format!(
                 "cannot continue a run that is {}; only paused runs continue",

@@ -15,7 +15,7 @@ use agentd_core::run::{
     ChatMessage, Run, RunEvent, RunEventData, RunStatus, ToolCall, ToolExecution,
 };
 use agentd_core::{ErrorCode, RunId};
-use agentd_runtime::{RunInput, RunRequest, RunService};
+use agentd_runtime::{RunHandle, RunInput, RunRequest, RunService};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -42,7 +42,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct ChatMessageBody {
     /// `system`, `user`, `assistant` or `tool`.
     pub role: ChatRole,
-    #[serde(default)]
+    /// Text, or OpenAI's content parts (`[{"type": "text", "text": …}]`), whose texts are joined.
+    #[serde(default, deserialize_with = "text_or_parts")]
+    #[schema(value_type = Option<String>)]
     pub content: Option<String>,
     /// An assistant message's tool calls.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -56,6 +58,8 @@ pub struct ChatMessageBody {
 #[derive(Clone, Copy, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ChatRole {
+    /// Also accepted as `developer` (OpenAI's newer name).
+    #[serde(alias = "developer")]
     System,
     User,
     Assistant,
@@ -181,48 +185,18 @@ async fn chat(
     Json(request): Json<ChatRequest>,
 ) -> Result<Response, ApiError> {
     let stream = request.stream || sse::wants_stream(&headers);
-    let session_id = optional_session_id(request.session_id.as_deref())?;
-    let messages = convert_messages(request.messages)?;
-    let tools = convert_tools(request.tools)?;
-    let results = trailing_tool_results(&messages);
-    let paused = if results.is_empty() {
-        None
-    } else {
-        runs.paused_run(
-            auth.principal.tenant_id,
-            path.agent_id,
-            request.run_id,
-            session_id.as_ref(),
-        )
-        .await?
+    let turn = ChatTurn {
+        messages: convert_messages(request.messages)?,
+        tools: convert_tools(request.tools)?,
+        session_id: optional_session_id(request.session_id.as_deref())?,
+        run_id: request.run_id,
+        user_id: request.user_id,
+        limits: agentd_core::run::RunLimits {
+            max_iterations: request.max_iterations,
+            ..Default::default()
+        },
     };
-    let handle = match paused {
-        Some(run) => {
-            let answers = answers(&run, &results)?;
-            runs.continue_run(&auth.principal, path.agent_id, run.id, answers)
-                .await?
-        }
-        None => {
-            if messages.is_empty() {
-                return Err(ApiError::field(
-                    ErrorCode::InvalidField,
-                    "messages",
-                    "must hold at least one message",
-                ));
-            }
-            let request = RunRequest {
-                input: RunInput::Conversation(messages),
-                session_id,
-                user_id: request.user_id,
-                tools,
-                limits: agentd_core::run::RunLimits {
-                    max_iterations: request.max_iterations,
-                    ..Default::default()
-                },
-            };
-            runs.start(&auth.principal, path.agent_id, request).await?
-        }
-    };
+    let handle = start_or_continue(&runs, &auth.principal, path.agent_id, turn).await?;
     if stream {
         let frames = chat_frames(&handle.run);
         return Ok(sse::stream(handle.events, frames));
@@ -231,7 +205,87 @@ async fn chat(
     Ok(axum::Json(ChatResponse::from(finished)).into_response())
 }
 
-fn convert_messages(messages: Vec<ChatMessageBody>) -> Result<Vec<ChatMessage>, ApiError> {
+/// One turn of a conversation the caller keeps: what the chat faces (this one and OpenAI's) send.
+pub(crate) struct ChatTurn {
+    pub messages: Vec<ChatMessage>,
+    pub tools: Vec<ToolSpec>,
+    pub session_id: Option<agentd_core::run::SessionId>,
+    pub run_id: Option<RunId>,
+    pub user_id: Option<String>,
+    pub limits: agentd_core::run::RunLimits,
+}
+
+/// Continues the paused run that trailing tool results answer (the one named, else the session's),
+/// or starts a run with the conversation.
+pub(crate) async fn start_or_continue(
+    runs: &RunService,
+    principal: &agentd_runtime::Principal,
+    agent_id: agentd_core::AgentId,
+    turn: ChatTurn,
+) -> Result<RunHandle, ApiError> {
+    let results = trailing_tool_results(&turn.messages);
+    let paused = if results.is_empty() {
+        None
+    } else {
+        runs.paused_run(
+            principal.tenant_id,
+            agent_id,
+            turn.run_id,
+            turn.session_id.as_ref(),
+        )
+        .await?
+    };
+    if let Some(run) = paused {
+        let answers = answers(&run, &results)?;
+        return Ok(runs.continue_run(principal, agent_id, run.id, answers).await?);
+    }
+    if turn.messages.is_empty() {
+        return Err(ApiError::field(
+            ErrorCode::InvalidField,
+            "messages",
+            "must hold at least one message",
+        ));
+    }
+    let request = RunRequest {
+        input: RunInput::Conversation(turn.messages),
+        session_id: turn.session_id,
+        user_id: turn.user_id,
+        tools: turn.tools,
+        limits: turn.limits,
+    };
+    Ok(runs.start(principal, agent_id, request).await?)
+}
+
+/// Message content as text: a string, or OpenAI's content parts, whose `text` parts are joined.
+fn text_or_parts<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    use serde::de::Error as _;
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(Value::Array(parts)) => {
+            let mut text = String::new();
+            for part in parts {
+                match (part.get("type").and_then(Value::as_str), part.get("text")) {
+                    (Some("text"), Some(Value::String(piece))) => text.push_str(piece),
+                    (kind, _) => {
+                        return Err(D::Error::custom(format!(
+                            "content part of type {} is not supported: send text parts",
+                            kind.unwrap_or("(none)")
+                        )))
+                    }
+                }
+            }
+            Ok(Some(text))
+        }
+        Some(_) => Err(D::Error::custom(
+            "content must be a string or an array of text parts",
+        )),
+    }
+}
+
+pub(crate) fn convert_messages(messages: Vec<ChatMessageBody>) -> Result<Vec<ChatMessage>, ApiError> {
     messages
         .into_iter()
         .enumerate()
@@ -267,7 +321,7 @@ fn convert_messages(messages: Vec<ChatMessageBody>) -> Result<Vec<ChatMessage>, 
         .collect()
 }
 
-fn convert_tools(tools: Vec<ChatToolBody>) -> Result<Vec<ToolSpec>, ApiError> {
+pub(crate) fn convert_tools(tools: Vec<ChatToolBody>) -> Result<Vec<ToolSpec>, ApiError> {
     tools
         .into_iter()
         .enumerate()

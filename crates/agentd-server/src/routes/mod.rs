@@ -11,10 +11,13 @@ pub mod agents;
 pub mod capabilities;
 pub mod chat;
 pub mod keys;
+pub mod llm;
+pub mod openai;
 pub mod resources;
 pub mod runs;
 pub mod sessions;
 pub mod system;
+pub mod usage;
 
 /// Every API route, with its documentation.
 pub fn api() -> OpenApiRouter<AppState> {
@@ -29,4 +32,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(runs::router())
         .merge(chat::router())
         .merge(sessions::router())
+        .merge(openai::router())
+        .merge(llm::router())
+        .merge(usage::router())
 }

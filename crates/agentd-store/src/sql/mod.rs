@@ -48,6 +48,11 @@ macro_rules! shared_queries {
             use crate::sql::prelude::*;
             include!("shared/runs.rs");
         }
+        mod usage {
+            use super::*;
+            use crate::sql::prelude::*;
+            include!("shared/usage.rs");
+        }
     };
 }
 pub(crate) use shared_queries;
@@ -71,7 +76,7 @@ mod prelude {
     };
     pub(super) use crate::{
         AgentFilter, AgentStore, AgentUsage, CapabilityStore, KeyStore, ResourceStore, RunFilter,
-        RunStats, RunStore, SessionCursor, SessionFilter, SessionStore, TenantStore, Update,
+        RunStats, RunStore, SessionCursor, UsageStore, ModelCall, UsageRow, SessionFilter, SessionStore, TenantStore, Update,
     };
 }
 

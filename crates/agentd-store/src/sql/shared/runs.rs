@@ -8,9 +8,9 @@ type DbQuery<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<
 const MUTABLE_COLUMNS: &str = "status, node, last_seq, content, model, error, iterations, \
      input_tokens, output_tokens, total_tokens, time_to_first_token, duration, messages, \
      pending_tools, request_tools, limits, updated_at";
-/// What a run keeps from its insertion on, bound as `$18`…`$26` after the mutable columns.
-const FIXED_COLUMNS: &str =
-    "tenant_id, id, agent_id, agent_version, session_id, user_id, parent_run_id, input, created_at";
+/// What a run keeps from its insertion on, bound as `$18`…`$27` after the mutable columns.
+const FIXED_COLUMNS: &str = "tenant_id, id, agent_id, agent_version, session_id, user_id, \
+     parent_run_id, input, created_at, key_id";
 
 /// The statuses of a run that has ended; stats count only these.
 const FINISHED: &str = "('completed', 'error', 'cancelled')";
@@ -28,6 +28,10 @@ fn run_from_row(row: &DbRow) -> Result<Run, StoreError> {
             &row.try_get::<String, _>("session_id")?,
         )?,
         user_id: row.try_get("user_id")?,
+        key_id: row
+            .try_get::<Option<String>, _>("key_id")?
+            .map(|raw| parse_column(TABLE, "key_id", &raw))
+            .transpose()?,
         parent_run_id: row
             .try_get::<Option<String>, _>("parent_run_id")?
             .map(|raw| parse_column(TABLE, "parent_run_id", &raw))
@@ -126,7 +130,7 @@ fn select_runs() -> String {
 #[async_trait]
 impl RunStore for SqlStore {
     async fn insert_run(&self, run: &Run, events: &[RunEvent]) -> Result<(), StoreError> {
-        let placeholders = (1..=26)
+        let placeholders = (1..=27)
             .map(|n| format!("${n}"))
             .collect::<Vec<_>>()
             .join(", ");
@@ -144,6 +148,7 @@ impl RunStore for SqlStore {
             .bind(run.parent_run_id.map(|id| id.to_string()))
             .bind(run.input.as_str())
             .bind(run.created_at.timestamp_millis())
+            .bind(run.key_id.map(|id| id.to_string()))
             .execute(&mut *tx)
             .await?;
         insert_run_events(&mut tx, run, events).await?;

@@ -2,7 +2,7 @@
 // `SqlStore` in scope (see `sql/mod.rs`): the same statements compile against each driver.
 // Tenants and API keys.
 
-const TENANT_COLUMNS: &str = "id, slug, name, created_at";
+const TENANT_COLUMNS: &str = "id, slug, name, plan, created_at";
 const KEY_COLUMNS: &str =
     "id, tenant_id, name, prefix, hash, scopes, created_at, expires_at, last_used_at";
 
@@ -16,6 +16,7 @@ fn tenant_from_row(row: &DbRow) -> Result<Tenant, StoreError> {
             reason: format!("slug `{slug}`: {e}"),
         })?,
         name: row.try_get("name")?,
+        plan: row.try_get("plan")?,
         created_at: time_from_millis(TABLE, row.try_get("created_at")?)?,
     })
 }
@@ -69,11 +70,14 @@ where
 #[async_trait]
 impl TenantStore for SqlStore {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO tenants (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
+        sqlx::query(
+            "INSERT INTO tenants (id, slug, name, plan, created_at) VALUES ($1, $2, $3, $5, $4)",
+        )
             .bind(tenant.id.to_string())
             .bind(tenant.slug.as_str())
             .bind(&tenant.name)
             .bind(tenant.created_at.timestamp_millis())
+            .bind(tenant.plan.as_deref())
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -104,13 +108,14 @@ impl TenantStore for SqlStore {
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO tenants (id, slug, name, created_at) VALUES ($1, $2, $3, $4) \
+            "INSERT INTO tenants (id, slug, name, plan, created_at) VALUES ($1, $2, $3, $5, $4) \
              ON CONFLICT (slug) DO NOTHING",
         )
         .bind(tenant.id.to_string())
         .bind(tenant.slug.as_str())
         .bind(&tenant.name)
         .bind(tenant.created_at.timestamp_millis())
+        .bind(tenant.plan.as_deref())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -130,6 +135,16 @@ impl TenantStore for SqlStore {
         ids.iter()
             .map(|id| parse_column("tenants", "id", id))
             .collect()
+    }
+
+    async fn set_tenant_plan(&self, id: TenantId, plan: Option<&str>) -> Result<bool, StoreError> {
+        let updated = sqlx::query("UPDATE tenants SET plan = $1 WHERE id = $2")
+            .bind(plan)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(updated == 1)
     }
 }
 
