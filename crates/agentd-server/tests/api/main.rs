@@ -5,6 +5,7 @@ mod agents;
 mod capabilities;
 mod chat;
 mod errors;
+mod gateway;
 mod health;
 mod keys;
 mod lifecycle;
