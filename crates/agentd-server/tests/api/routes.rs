@@ -100,10 +100,13 @@ async fn every_route_is_public_by_list_or_needs_its_documented_scope() {
             "{method} {path} with an unrelated scope"
         );
         let body: Value = response.json().await.unwrap();
-        assert!(
-            body["detail"].as_str().unwrap().contains(scope.as_str()),
-            "{method} {path}: {body}"
-        );
+        // Each face's error shape: problem+json, OpenAI's (`/v1/…`) or Ollama's (`/v1/llm/…`).
+        let detail = body["detail"]
+            .as_str()
+            .or(body["error"]["message"].as_str())
+            .or(body["error"].as_str())
+            .unwrap_or_else(|| panic!("{method} {path}: no error detail in {body}"));
+        assert!(detail.contains(scope.as_str()), "{method} {path}: {body}");
 
         let (_, holder) = app.create_key(&[scope.as_str()]).await;
         let status = request(&app, &method, &path, Some(&holder))
