@@ -53,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Manage tenants directly in the database.
+    Tenants {
+        #[command(subcommand)]
+        command: TenantsCommand,
+    },
     /// Manage agents on a running server (`--server`/`AGENTD_URL`, `--key`/`AGENTD_KEY`).
     Agents {
         #[command(flatten)]
@@ -81,6 +86,21 @@ enum KeysCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum TenantsCommand {
+    /// Put a tenant on a plan from `[plans]` (its limits apply within 5 seconds).
+    Plan {
+        /// The tenant's slug.
+        tenant: String,
+        /// The plan's name; leave it out with `--default` to put the tenant back on `default_plan`.
+        #[arg(required_unless_present = "default")]
+        plan: Option<String>,
+        /// Put the tenant back on the default plan.
+        #[arg(long, conflicts_with = "plan")]
+        default: bool,
+    },
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let overrides = Overrides {
@@ -102,6 +122,7 @@ fn main() -> anyhow::Result<()> {
             Command::Serve => serve(config).await,
             Command::Migrate => migrate(config).await,
             Command::Keys { command } => keys(config, command).await,
+            Command::Tenants { command } => tenants(config, command).await,
             Command::Agents { server, command } => client::run(server, command).await,
             Command::Config => Ok(()),
         }
@@ -193,6 +214,32 @@ async fn keys(config: Config, command: KeysCommand) -> anyhow::Result<()> {
         .await?;
     started.runtime.store.close().await;
     print_created_key(&key.id.to_string(), plain.reveal());
+    Ok(())
+}
+
+async fn tenants(config: Config, command: TenantsCommand) -> anyhow::Result<()> {
+    let TenantsCommand::Plan { tenant, plan, .. } = command;
+    let slug = TenantSlug::parse(&tenant).context("tenant")?;
+    let started = Runtime::start(config)
+        .await
+        .context("opening the database")?;
+    if let Some(key) = &started.first_admin_key {
+        print_first_admin_key(key.reveal());
+    }
+    let runtime = started.runtime;
+    let result = async {
+        let found = runtime
+            .store
+            .get_tenant_by_slug(&slug)
+            .await?
+            .with_context(|| format!("no tenant `{tenant}`"))?;
+        runtime.usage.set_plan(found.id, plan.as_deref()).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    runtime.store.close().await;
+    result?;
+    tracing::info!(tenant = %tenant, plan = plan.as_deref().unwrap_or("(default)"), "plan set");
     Ok(())
 }
 

@@ -413,6 +413,56 @@ fn config_command_prints_effective_config_with_secrets_masked() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn tenants_plan_command_puts_a_tenant_on_a_configured_plan() {
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let plan = |args: &[&str]| -> Output {
+        agentd()
+            .args(["tenants", "plan"])
+            .args(args)
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("AGENTD_PLANS__PRO__MONTHLY_TOKENS", "5")
+            .current_dir(data.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("running agentd tenants plan")
+    };
+    let stored_plan = || async {
+        let config = agentd_runtime::Config {
+            data_dir: data.path().to_path_buf(),
+            ..Default::default()
+        };
+        let started = agentd_runtime::Runtime::start(config).await.unwrap();
+        let slug = agentd_core::TenantSlug::default_tenant();
+        let tenant = started.runtime.store.get_tenant_by_slug(&slug).await.unwrap();
+        started.runtime.store.close().await;
+        tenant.expect("the default tenant").plan
+    };
+
+    let unknown = plan(&["default", "gold"]);
+    let (stdout, stderr) = output_text(&unknown);
+    assert!(!unknown.status.success(), "an unknown plan is refused");
+    assert!(
+        stderr.contains("no plan `gold`") && stderr.contains("pro"),
+        "the error names the plan and the configured ones:\n{stderr}"
+    );
+    assert!(stdout.contains("agentd_"), "the first start shows the admin key:\n{stdout}");
+    assert_eq!(stored_plan().await, None);
+
+    let set = plan(&["default", "pro"]);
+    assert!(set.status.success(), "{:?}", output_text(&set));
+    assert_eq!(stored_plan().await.as_deref(), Some("pro"));
+
+    let missing = plan(&["nobody", "pro"]);
+    assert!(!missing.status.success());
+    assert!(output_text(&missing).1.contains("no tenant `nobody`"));
+
+    let reset = plan(&["default", "--default"]);
+    assert!(reset.status.success(), "{:?}", output_text(&reset));
+    assert_eq!(stored_plan().await, None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn keys_create_command_makes_a_working_key() {
     let data = tempfile::tempdir().expect("a temporary directory");
     let addr = free_addr();
