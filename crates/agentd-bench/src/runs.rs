@@ -175,6 +175,7 @@ fn scripted_provider(model_url: &str) -> agentd_models::ProviderConfig {
         connect_timeout_secs: 10,
         read_timeout_secs: 3600,
         max_retries: 0,
+        models: Vec::new(),
     }
 }
 

@@ -2,13 +2,16 @@
 //!
 //! Requests: system messages go to the top-level `system`; tool results become `tool_result` blocks of
 //! a user message, and consecutive messages of one role are merged into one message (so parallel tool
-//! results form a single user turn); `max_tokens` is required and defaults to 4096.
+//! results form a single user turn); `max_tokens` is required and defaults to 4096; stop sequences are
+//! `stop_sequences`.
 //!
 //! Streams: `message_start` carries the input tokens; each content block is `content_block_start` →
 //! `content_block_delta`* → `content_block_stop`, text deltas are passed on as they come and a
 //! `tool_use` block is yielded whole at its stop; `message_delta` carries the stop reason and output
 //! tokens; `Usage` and `Finished` are yielded at `message_stop`. `ping` is skipped, `event: error` ends
 //! the stream with [`ModelError::Malformed`].
+//!
+//! The Messages API has no embeddings: `embed()` keeps the trait's default, [`ModelError::Unsupported`].
 
 use std::collections::BTreeMap;
 
@@ -16,7 +19,7 @@ use async_trait::async_trait;
 use reqwest::header::HeaderValue;
 use serde_json::{json, Value};
 
-use crate::http::{json_error_message, Transport};
+use crate::http::{json_error_message, json_f32, Transport};
 use crate::stream::{decode, Decoder, Frame, Framing};
 use crate::{
     ChatMessage, FinishReason, ModelError, ModelEvent, ModelProvider, ModelRequest, ModelStream,
@@ -158,6 +161,15 @@ pub fn request_body(request: &ModelRequest) -> Value {
                 })
             })
             .collect();
+    }
+    if let Some(temperature) = request.temperature {
+        body["temperature"] = json_f32(temperature);
+    }
+    if let Some(top_p) = request.top_p {
+        body["top_p"] = json_f32(top_p);
+    }
+    if !request.stop.is_empty() {
+        body["stop_sequences"] = json!(request.stop);
     }
     body
 }

@@ -1,5 +1,6 @@
 //! The HTTP plumbing every provider shares: one client per provider with its timeouts, sending a call
-//! with retries while nothing has been streamed yet, and turning failed responses into [`ModelError`]s.
+//! with retries while nothing has been streamed yet, reading whole JSON answers (embeddings), and
+//! turning failed responses into [`ModelError`]s.
 //!
 //! Timeouts are layered: the client's `connect_timeout` bounds connecting, its `read_timeout` bounds each
 //! socket read (so a response that never starts, or a stream that stalls, is cut off), and a tokio
@@ -102,6 +103,34 @@ impl Transport {
             );
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// Sends the request as [`send`](Self::send) does and reads the whole answer as JSON, within the
+    /// read timeout. A body that breaks off or is not JSON is [`ModelError::Malformed`] (and, as with
+    /// a stream that has started, not retried).
+    pub(crate) async fn send_for_json(
+        &self,
+        build: impl Fn(&Client) -> RequestBuilder,
+    ) -> Result<Value, ModelError> {
+        let response = self.send(build).await?;
+        let body = match tokio::time::timeout(self.read_timeout, response.bytes()).await {
+            Err(_) => return Err(ModelError::Timeout(self.read_timeout)),
+            Ok(Err(err)) if err.is_timeout() => return Err(ModelError::Timeout(self.read_timeout)),
+            Ok(Err(err)) => {
+                return Err(ModelError::Malformed(format!(
+                    "the response body broke off: {}",
+                    error_chain(&err)
+                )))
+            }
+            Ok(Ok(body)) => body,
+        };
+        serde_json::from_slice(&body).map_err(|err| {
+            let text = String::from_utf8_lossy(&body);
+            ModelError::Malformed(format!(
+                "the response is not JSON ({err}): {}",
+                truncate(text.trim(), MAX_BODY_IN_MESSAGE)
+            ))
+        })
     }
 
     /// One attempt: the response, or the failure its status or transport reports.
@@ -225,6 +254,45 @@ pub(crate) fn json_error_message(value: &Value) -> Option<String> {
         .find_map(|candidate| candidate.as_str().map(str::to_owned))
 }
 
+/// A sampling option as a JSON number with its shortest decimal form: `0.7`, not the
+/// `0.699999988079071` a plain `f32` → `f64` conversion gives. `Null` for NaN and infinities.
+pub(crate) fn json_f32(value: f32) -> Value {
+    value
+        .to_string()
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map_or(Value::Null, Value::Number)
+}
+
+/// One embedding vector from a JSON array of numbers; `what` names it in the error.
+pub(crate) fn json_vector(value: &Value, what: &str) -> Result<Vec<f32>, ModelError> {
+    let Some(items) = value.as_array() else {
+        return Err(ModelError::Malformed(format!(
+            "{what} is not a list of numbers"
+        )));
+    };
+    items
+        .iter()
+        .map(|item| {
+            item.as_f64()
+                .map(|number| number as f32)
+                .ok_or_else(|| ModelError::Malformed(format!("{what} holds a non-number: {item}")))
+        })
+        .collect()
+}
+
+/// Checks that an embeddings answer has one vector per input.
+pub(crate) fn expect_vectors(vectors: &[Vec<f32>], inputs: usize) -> Result<(), ModelError> {
+    if vectors.len() == inputs {
+        return Ok(());
+    }
+    Err(ModelError::Malformed(format!(
+        "{} embedding vectors for {inputs} inputs",
+        vectors.len()
+    )))
+}
+
 /// At most `max` bytes of `text`, cut at a char boundary, with `…` when cut.
 pub(crate) fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
@@ -294,6 +362,28 @@ mod tests {
         };
         assert_eq!(retry_delay(0, &limited(2)), Duration::from_secs(2));
         assert_eq!(retry_delay(0, &limited(3600)), MAX_RETRY_AFTER);
+    }
+
+    #[test]
+    fn sampling_numbers_keep_their_short_decimal_form() {
+        assert_eq!(json_f32(0.7).to_string(), "0.7");
+        assert_eq!(json_f32(1.0).to_string(), "1.0");
+        assert_eq!(json_f32(f32::NAN), Value::Null);
+    }
+
+    #[test]
+    fn vectors_must_be_number_lists_one_per_input() {
+        let vector = serde_json::json!([0.5, -1, 2e-3]);
+        assert_eq!(json_vector(&vector, "v").unwrap(), vec![0.5, -1.0, 0.002]);
+        assert!(json_vector(&serde_json::json!([1, "x"]), "v").is_err());
+        assert!(json_vector(&serde_json::json!({"a": 1}), "v").is_err());
+        assert!(expect_vectors(&[vec![1.0]], 1).is_ok());
+        assert_eq!(
+            expect_vectors(&[vec![1.0]], 2),
+            Err(ModelError::Malformed(
+                "1 embedding vectors for 2 inputs".into()
+            ))
+        );
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! Model providers behind one streaming trait. Only this crate knows vendor LLM APIs.
 //!
-//! A provider turns a [`ModelRequest`] (provider-neutral messages and tool definitions) into a stream
-//! of [`ModelEvent`]s: text deltas, complete tool calls, usage and the finish reason. Failures are
+//! A provider turns a [`ModelRequest`] (provider-neutral messages, tool definitions and sampling
+//! options) into a stream of [`ModelEvent`]s: text deltas, complete tool calls, usage and the finish
+//! reason; providers whose API has one also turn an [`EmbedRequest`] into [`Embeddings`]. Failures are
 //! typed ([`ModelError`]) so the run loop can tell a retryable rate limit from a bad key. Providers are
-//! configured by name ([`ProviderConfig`]) and looked up by model ref `provider/model` ([`Providers`]).
+//! configured by name ([`ProviderConfig`], with the models each one serves) and looked up by model ref
+//! `provider/model` or by the name of a route, an ordered list of fallback targets ([`RouteConfig`]),
+//! in [`Providers`], which also lists every configured model and route as a catalog ([`CatalogModel`]).
 //!
 //! The three wire protocols live in [`openai`], [`anthropic`] and [`ollama`]; what they share (the HTTP
 //! client, retries before anything is streamed, status → error mapping) is in `http`, and the framing of
-//! streamed bodies (server-sent events, NDJSON) with the per-chunk timeout is in `stream`.
+//! streamed bodies (server-sent events, NDJSON) with the per-chunk timeout is in `stream`. Routes, which
+//! try their targets in order, are in `route`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,11 +27,13 @@ pub mod anthropic;
 mod http;
 pub mod ollama;
 pub mod openai;
+mod route;
 mod stream;
 
 pub use anthropic::AnthropicProvider;
 pub use ollama::OllamaProvider;
 pub use openai::OpenAiProvider;
+pub use route::RouteConfig;
 
 /// A tool the model may call.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,8 +44,9 @@ pub struct ToolDefinition {
     pub parameters: Value,
 }
 
-/// One model call.
-#[derive(Clone, Debug, PartialEq)]
+/// One model call. Options left at their default (`None`, empty) are not sent, so the provider's own
+/// defaults apply.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ModelRequest {
     /// The model name as the provider knows it (the part after `provider/`).
     pub model: String,
@@ -47,6 +54,31 @@ pub struct ModelRequest {
     pub tools: Vec<ToolDefinition>,
     /// Upper bound on output tokens, if any.
     pub max_tokens: Option<u32>,
+    /// Sampling temperature.
+    pub temperature: Option<f32>,
+    /// Nucleus sampling: only the tokens within this probability mass are considered.
+    pub top_p: Option<f32>,
+    /// Sequences at which the model stops generating.
+    pub stop: Vec<String>,
+}
+
+/// One embeddings call: a vector for each input text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EmbedRequest {
+    /// The model name as the provider knows it (the part after `provider/`).
+    pub model: String,
+    pub input: Vec<String>,
+    /// How many dimensions the vectors should have, for models that can shorten them.
+    pub dimensions: Option<u32>,
+}
+
+/// The answer to an [`EmbedRequest`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Embeddings {
+    /// One vector per input text, in input order.
+    pub vectors: Vec<Vec<f32>>,
+    /// The input tokens the provider counted (0 when it reports none).
+    pub prompt_tokens: u64,
 }
 
 /// Why the model stopped.
@@ -106,6 +138,9 @@ pub enum ModelError {
     /// The model ref names no configured provider, or the provider is misconfigured.
     #[error("{0}")]
     Config(String),
+    /// The provider's API has no such call, e.g. embeddings on Anthropic.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl ModelError {
@@ -129,6 +164,7 @@ impl ModelError {
             Self::Malformed(_) => "provider_malformed_response",
             Self::Timeout(_) => "provider_timeout",
             Self::Config(_) => "provider_not_configured",
+            Self::Unsupported(_) => "provider_unsupported",
         }
     }
 }
@@ -141,6 +177,15 @@ pub trait ModelProvider: Send + Sync {
     /// Starts a model call. Errors before the first event (connection, status) are returned here;
     /// errors later arrive in the stream.
     async fn stream(&self, request: ModelRequest) -> Result<ModelStream, ModelError>;
+
+    /// Embeds each input text. Providers without an embeddings API keep this default, which fails
+    /// with [`ModelError::Unsupported`].
+    async fn embed(&self, _request: EmbedRequest) -> Result<Embeddings, ModelError> {
+        Err(ModelError::Unsupported(format!(
+            "{} has no embeddings API",
+            self.display_name()
+        )))
+    }
 }
 
 /// Which wire protocol a provider speaks.
@@ -177,6 +222,10 @@ pub struct ProviderConfig {
     /// while nothing has been streamed yet.
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
+    /// The models this provider serves, by the name it knows them under, for the model catalog
+    /// ([`Providers::catalog`]). Models not listed can still be called.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
 }
 
 fn default_connect_timeout() -> u64 {
@@ -191,10 +240,26 @@ fn default_max_retries() -> u32 {
     2
 }
 
-/// The configured providers, by name.
+/// One entry of the model catalog ([`Providers::catalog`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatalogModel {
+    /// The model ref to call it by: `provider/model`, or a route's name.
+    pub id: String,
+    /// The provider's name, or `agentd` for a route.
+    pub owned_by: String,
+}
+
+/// What [`CatalogModel::owned_by`] says of a route.
+const ROUTE_OWNER: &str = "agentd";
+
+/// The configured providers, by name, with the models each one serves, and the routes over them.
 #[derive(Clone, Default)]
 pub struct Providers {
     by_name: BTreeMap<String, Arc<dyn ModelProvider>>,
+    /// The configured `models` of each provider, by provider name.
+    models: BTreeMap<String, Vec<String>>,
+    /// The fallback provider of each route, by route name.
+    routes: BTreeMap<String, Arc<dyn ModelProvider>>,
 }
 
 impl Providers {
@@ -226,13 +291,31 @@ impl Providers {
                 }
             };
             providers.insert(name.clone(), provider);
+            providers.models.insert(name.clone(), config.models.clone());
         }
         Ok(providers)
     }
 
-    /// Adds (or replaces) a provider under `name`.
+    /// Adds the routes, each a fallback over its targets (a route of an existing name replaces it).
+    /// A route without targets, or with a target that is not `provider/model` of a configured
+    /// provider, is a [`ModelError::Config`] naming the route and the target. Routes keep the
+    /// providers configured now.
+    pub fn with_routes(
+        mut self,
+        routes: &BTreeMap<String, RouteConfig>,
+    ) -> Result<Providers, ModelError> {
+        for (name, config) in routes {
+            let route = route::FallbackProvider::new(name, config, &self.by_name)?;
+            self.routes.insert(name.clone(), Arc::new(route));
+        }
+        Ok(self)
+    }
+
+    /// Adds (or replaces) a provider under `name`, serving no listed models.
     pub fn insert(&mut self, name: impl Into<String>, provider: Arc<dyn ModelProvider>) {
-        self.by_name.insert(name.into(), provider);
+        let name = name.into();
+        self.models.remove(&name);
+        self.by_name.insert(name, provider);
     }
 
     /// The configured provider names.
@@ -240,26 +323,56 @@ impl Providers {
         self.by_name.keys().map(String::as_str)
     }
 
-    /// Splits a model ref `provider/model` and finds the provider. A ref without `/` uses the only
-    /// provider when exactly one is configured.
+    /// Every configured model (`provider/model`, owned by the provider) and every route (by its name,
+    /// owned by `agentd`), sorted by id. A route named like a model hides the model, as in
+    /// [`resolve`](Self::resolve).
+    pub fn catalog(&self) -> Vec<CatalogModel> {
+        let mut by_id = BTreeMap::new();
+        for (provider, models) in &self.models {
+            for model in models {
+                let id = format!("{provider}/{model}");
+                by_id.insert(id, provider.as_str());
+            }
+        }
+        for route in self.routes.keys() {
+            by_id.insert(route.clone(), ROUTE_OWNER);
+        }
+        by_id
+            .into_iter()
+            .map(|(id, owned_by)| CatalogModel {
+                id,
+                owned_by: owned_by.to_owned(),
+            })
+            .collect()
+    }
+
+    /// Finds the provider for a model ref and the model name to call it with. A route of exactly that
+    /// name comes first: its fallback provider and the route name (which that provider ignores, each
+    /// target having its own model). Otherwise the ref is split as `provider/model`; a ref without `/`
+    /// uses the only provider when exactly one is configured.
     pub fn resolve(&self, model_ref: &str) -> Result<(Arc<dyn ModelProvider>, String), ModelError> {
+        if let Some(route) = self.routes.get(model_ref) {
+            return Ok((route.clone(), model_ref.to_owned()));
+        }
         if let Some((name, model)) = model_ref.split_once('/') {
             if let Some(provider) = self.by_name.get(name) {
                 return Ok((provider.clone(), model.to_owned()));
             }
         }
-        if self.by_name.len() == 1 && !model_ref.is_empty() {
+        if self.by_name.len() == 1 && !model_ref.is_empty() && !model_ref.contains('/') {
             let provider = self.by_name.values().next().cloned().expect("one provider");
-            let model = model_ref.split_once('/').map_or(model_ref, |(_, m)| m);
-            if !model_ref.contains('/') {
-                return Ok((provider, model.to_owned()));
-            }
+            return Ok((provider, model_ref.to_owned()));
         }
         let names: Vec<&str> = self.names().collect();
-        Err(ModelError::Config(format!(
+        let mut message = format!(
             "model `{model_ref}` names no configured provider; configured: [{}] (write `provider/model`)",
             names.join(", ")
-        )))
+        );
+        if !self.routes.is_empty() {
+            let routes: Vec<&str> = self.routes.keys().map(String::as_str).collect();
+            message.push_str(&format!(" or a route: [{}]", routes.join(", ")));
+        }
+        Err(ModelError::Config(message))
     }
 }
 
@@ -316,7 +429,18 @@ mod tests {
             connect_timeout_secs: 1,
             read_timeout_secs: 1,
             max_retries: 0,
+            models: Vec::new(),
         }
+    }
+
+    fn routes(routes: &[(&str, &[&str])]) -> BTreeMap<String, RouteConfig> {
+        routes
+            .iter()
+            .map(|(name, targets)| {
+                let targets = targets.iter().map(|target| (*target).to_owned()).collect();
+                ((*name).to_owned(), RouteConfig { targets })
+            })
+            .collect()
     }
 
     #[test]
@@ -410,5 +534,119 @@ mod tests {
             message.contains("not a url") && message.contains("local"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_route_resolves_by_its_exact_name_to_its_first_targets_provider() {
+        let providers = providers(&["openai", "local"])
+            .with_routes(&routes(&[
+                ("fast", &["local/llama3.2", "openai/gpt-4o-mini"]),
+                ("openai/gpt-4o", &["local/llama3.2"]),
+            ]))
+            .unwrap();
+
+        let (provider, model) = providers.resolve("fast").unwrap();
+        assert_eq!((provider.display_name(), model.as_str()), ("local", "fast"));
+        // A route named like a model ref wins over the provider it names.
+        let (provider, _) = providers.resolve("openai/gpt-4o").unwrap();
+        assert_eq!(provider.display_name(), "local");
+        let (provider, model) = providers.resolve("openai/gpt-4o-mini").unwrap();
+        assert_eq!(
+            (provider.display_name(), model.as_str()),
+            ("openai", "gpt-4o-mini")
+        );
+
+        let Err(ModelError::Config(message)) = providers.resolve("slow") else {
+            panic!("an unknown name must not resolve");
+        };
+        assert!(message.contains("[fast, openai/gpt-4o]"), "{message}");
+    }
+
+    #[test]
+    fn with_routes_names_the_route_and_the_bad_target() {
+        let check = |routes: BTreeMap<String, RouteConfig>, expected: &[&str]| {
+            let Err(ModelError::Config(message)) = providers(&["local"]).with_routes(&routes)
+            else {
+                panic!("{routes:?} must be a config error");
+            };
+            for part in expected {
+                assert!(message.contains(part), "{message} lacks {part}");
+            }
+        };
+        check(routes(&[("empty", &[])]), &["route `empty`", "no targets"]);
+        check(
+            routes(&[("fast", &["local/a", "remote/b"])]),
+            &["route `fast`", "`remote/b`", "[local]"],
+        );
+        check(
+            routes(&[("bare", &["llama3"])]),
+            &["route `bare`", "`llama3` is not `provider/model`"],
+        );
+        check(
+            routes(&[("half", &["local/"])]),
+            &["route `half`", "`local/` is not `provider/model`"],
+        );
+    }
+
+    #[test]
+    fn the_catalog_lists_configured_models_and_routes_sorted_by_id() {
+        let mut configs = BTreeMap::new();
+        let mut local = config(ProviderKind::Ollama, None);
+        local.models = vec!["qwen3".into(), "llama3.2".into()];
+        configs.insert("local".to_owned(), local);
+        let mut openai = config(ProviderKind::Openai, None);
+        openai.models = vec!["gpt-4o".into()];
+        configs.insert("openai".to_owned(), openai);
+        configs.insert("bare".to_owned(), config(ProviderKind::Openai, None));
+        let providers = Providers::from_config(&configs)
+            .unwrap()
+            .with_routes(&routes(&[("fast", &["local/qwen3", "openai/gpt-4o"])]))
+            .unwrap();
+
+        let entry = |id: &str, owned_by: &str| CatalogModel {
+            id: id.into(),
+            owned_by: owned_by.into(),
+        };
+        assert_eq!(
+            providers.catalog(),
+            vec![
+                entry("fast", "agentd"),
+                entry("local/llama3.2", "local"),
+                entry("local/qwen3", "local"),
+                entry("openai/gpt-4o", "openai"),
+            ]
+        );
+        assert!(Providers::empty().catalog().is_empty());
+    }
+
+    #[test]
+    fn models_are_optional_in_config_and_left_out_when_empty() {
+        let parsed: ProviderConfig =
+            serde_json::from_value(serde_json::json!({"kind": "ollama", "base_url": "http://x"}))
+                .unwrap();
+        assert!(parsed.models.is_empty());
+        let serialized = serde_json::to_value(&parsed).unwrap();
+        assert!(serialized.get("models").is_none(), "{serialized}");
+        let route: Result<RouteConfig, _> =
+            serde_json::from_value(serde_json::json!({"targets": [], "fallback": true}));
+        assert!(route.is_err(), "unknown route fields are refused");
+    }
+
+    #[tokio::test]
+    async fn embeddings_are_unsupported_by_default() {
+        let error = Named("Anthropic")
+            .embed(EmbedRequest {
+                model: "claude".into(),
+                input: vec!["hi".into()],
+                dimensions: None,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error,
+            ModelError::Unsupported("Anthropic has no embeddings API".into())
+        );
+        assert!(!error.is_retryable());
+        assert_eq!(error.error_type(), "provider_unsupported");
     }
 }

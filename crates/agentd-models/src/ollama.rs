@@ -5,16 +5,21 @@
 //! sends each tool call whole and, in older versions, without an id, so calls without one get a fresh
 //! id. Calls are yielded, with `Usage` (`prompt_eval_count`, `eval_count`) and `Finished`, at the
 //! `"done": true` line; a line with an `error` key ends the stream with [`ModelError::Malformed`].
+//! Sampling options and the output limit go in `options` (`temperature`, `top_p`, `stop`,
+//! `num_predict`).
+//!
+//! Embeddings are `POST {base_url}/api/embed` with the inputs as a list; the vectors come back as
+//! `embeddings`, in input order, and the input tokens as `prompt_eval_count`.
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use crate::anthropic::arguments_object;
-use crate::http::{json_error_message, Transport};
+use crate::http::{expect_vectors, json_error_message, json_f32, json_vector, Transport};
 use crate::stream::{decode, fresh_tool_call_id, Decoder, Frame, Framing};
 use crate::{
-    ChatMessage, FinishReason, ModelError, ModelEvent, ModelProvider, ModelRequest, ModelStream,
-    ProviderConfig, ToolCall, Usage,
+    ChatMessage, EmbedRequest, Embeddings, FinishReason, ModelError, ModelEvent, ModelProvider,
+    ModelRequest, ModelStream, ProviderConfig, ToolCall, Usage,
 };
 
 /// A provider speaking Ollama's `/api/chat`.
@@ -62,6 +67,22 @@ impl ModelProvider for OllamaProvider {
             LineDecoder::default(),
             self.transport.read_timeout(),
         ))
+    }
+
+    async fn embed(&self, request: EmbedRequest) -> Result<Embeddings, ModelError> {
+        let url = format!("{}/api/embed", self.base_url);
+        let body = embed_body(&request);
+        let answer = self
+            .transport
+            .send_for_json(|client| {
+                let builder = client.post(&url).json(&body);
+                match &self.api_key {
+                    Some(key) => builder.bearer_auth(key),
+                    None => builder,
+                }
+            })
+            .await?;
+        embeddings(&answer, request.input.len())
     }
 }
 
@@ -133,10 +154,59 @@ pub fn request_body(request: &ModelRequest) -> Value {
             })
             .collect();
     }
+    let mut options = serde_json::Map::new();
     if let Some(max_tokens) = request.max_tokens {
-        body["options"] = json!({"num_predict": max_tokens});
+        options.insert("num_predict".into(), json!(max_tokens));
+    }
+    if let Some(temperature) = request.temperature {
+        options.insert("temperature".into(), json_f32(temperature));
+    }
+    if let Some(top_p) = request.top_p {
+        options.insert("top_p".into(), json_f32(top_p));
+    }
+    if !request.stop.is_empty() {
+        options.insert("stop".into(), json!(request.stop));
+    }
+    if !options.is_empty() {
+        body["options"] = Value::Object(options);
     }
     body
+}
+
+/// The request body for an embeddings call. `dimensions` is sent when set; Ollama versions that
+/// predate it ignore it.
+pub fn embed_body(request: &EmbedRequest) -> Value {
+    let mut body = json!({
+        "model": request.model,
+        "input": request.input,
+    });
+    if let Some(dimensions) = request.dimensions {
+        body["dimensions"] = json!(dimensions);
+    }
+    body
+}
+
+/// The vectors of an `/api/embed` answer.
+fn embeddings(answer: &Value, inputs: usize) -> Result<Embeddings, ModelError> {
+    let Some(list) = answer.get("embeddings").and_then(Value::as_array) else {
+        return Err(ModelError::Malformed(
+            "an embeddings answer without an `embeddings` list".into(),
+        ));
+    };
+    let vectors = list
+        .iter()
+        .enumerate()
+        .map(|(index, vector)| json_vector(vector, &format!("embedding {index}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    expect_vectors(&vectors, inputs)?;
+    let prompt_tokens = answer
+        .get("prompt_eval_count")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    Ok(Embeddings {
+        vectors,
+        prompt_tokens,
+    })
 }
 
 /// The name of the tool the nearest earlier assistant message called under `id`.

@@ -7,17 +7,20 @@
 //! in index order, when a choice reports its `finish_reason`; the usage-only chunk (`choices: []`) is
 //! kept, and `Usage` then `Finished` are yielded at `data: [DONE]`. A chunk with an `error` key ends
 //! the stream with [`ModelError::Malformed`].
+//!
+//! Embeddings are `POST {base_url}/embeddings` with the inputs as a list; the vectors come back in
+//! `data[]`, each with its `index`, and the input tokens in `usage.prompt_tokens`.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use crate::http::{json_error_message, Transport};
+use crate::http::{expect_vectors, json_error_message, json_f32, json_vector, Transport};
 use crate::stream::{decode, Decoder, Frame, Framing};
 use crate::{
-    ChatMessage, FinishReason, ModelError, ModelEvent, ModelProvider, ModelRequest, ModelStream,
-    ProviderConfig, ToolCall, Usage,
+    ChatMessage, EmbedRequest, Embeddings, FinishReason, ModelError, ModelEvent, ModelProvider,
+    ModelRequest, ModelStream, ProviderConfig, ToolCall, Usage,
 };
 
 /// A provider speaking OpenAI chat completions.
@@ -66,6 +69,22 @@ impl ModelProvider for OpenAiProvider {
             self.transport.read_timeout(),
         ))
     }
+
+    async fn embed(&self, request: EmbedRequest) -> Result<Embeddings, ModelError> {
+        let url = format!("{}/embeddings", self.base_url);
+        let body = embed_body(&request);
+        let answer = self
+            .transport
+            .send_for_json(|client| {
+                let builder = client.post(&url).json(&body);
+                match &self.api_key {
+                    Some(key) => builder.bearer_auth(key),
+                    None => builder,
+                }
+            })
+            .await?;
+        embeddings(&answer, request.input.len())
+    }
 }
 
 /// The streaming request body for a model call.
@@ -96,7 +115,70 @@ pub fn request_body(request: &ModelRequest) -> Value {
         // `max_tokens` rather than `max_completion_tokens`: every compatible server knows it.
         body["max_tokens"] = json!(max_tokens);
     }
+    if let Some(temperature) = request.temperature {
+        body["temperature"] = json_f32(temperature);
+    }
+    if let Some(top_p) = request.top_p {
+        body["top_p"] = json_f32(top_p);
+    }
+    if !request.stop.is_empty() {
+        body["stop"] = json!(request.stop);
+    }
     body
+}
+
+/// The request body for an embeddings call.
+pub fn embed_body(request: &EmbedRequest) -> Value {
+    let mut body = json!({
+        "model": request.model,
+        "input": request.input,
+    });
+    if let Some(dimensions) = request.dimensions {
+        body["dimensions"] = json!(dimensions);
+    }
+    body
+}
+
+/// The vectors of an embeddings answer, put in input order by their `index`.
+fn embeddings(answer: &Value, inputs: usize) -> Result<Embeddings, ModelError> {
+    let Some(data) = answer.get("data").and_then(Value::as_array) else {
+        return Err(ModelError::Malformed(
+            "an embeddings answer without a `data` list".into(),
+        ));
+    };
+    let mut indexed = Vec::with_capacity(data.len());
+    for (position, item) in data.iter().enumerate() {
+        let index = item
+            .get("index")
+            .and_then(Value::as_u64)
+            .unwrap_or(position as u64);
+        let vector = json_vector(
+            item.get("embedding").unwrap_or(&Value::Null),
+            &format!("embedding {index}"),
+        )?;
+        indexed.push((index, vector));
+    }
+    indexed.sort_by_key(|(index, _)| *index);
+    let in_order = indexed
+        .iter()
+        .enumerate()
+        .all(|(position, (index, _))| *index == position as u64);
+    if !in_order {
+        let indices: Vec<u64> = indexed.iter().map(|(index, _)| *index).collect();
+        return Err(ModelError::Malformed(format!(
+            "embedding indices {indices:?} are not one per input"
+        )));
+    }
+    let vectors: Vec<Vec<f32>> = indexed.into_iter().map(|(_, vector)| vector).collect();
+    expect_vectors(&vectors, inputs)?;
+    let prompt_tokens = answer
+        .pointer("/usage/prompt_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    Ok(Embeddings {
+        vectors,
+        prompt_tokens,
+    })
 }
 
 fn message(message: &ChatMessage) -> Value {
@@ -358,6 +440,40 @@ mod tests {
         // A null error key is not an error.
         let (_, result) = feed(&mut decoder, r#"{"error":null,"choices":[]}"#);
         assert_eq!(result, Ok(false));
+    }
+
+    #[test]
+    fn embeddings_are_put_in_index_order_and_must_match_the_inputs() {
+        let answer = json!({
+            "data": [
+                {"index": 1, "embedding": [0.0, 1.0]},
+                {"index": 0, "embedding": [1.0, 0.0]},
+            ],
+            "usage": {"prompt_tokens": 4, "total_tokens": 4},
+        });
+        assert_eq!(
+            embeddings(&answer, 2),
+            Ok(Embeddings {
+                vectors: vec![vec![1.0, 0.0], vec![0.0, 1.0]],
+                prompt_tokens: 4
+            })
+        );
+        assert!(matches!(
+            embeddings(&answer, 3),
+            Err(ModelError::Malformed(_))
+        ));
+        let repeated = json!({"data": [
+            {"index": 0, "embedding": [1.0]},
+            {"index": 0, "embedding": [2.0]},
+        ]});
+        assert!(matches!(
+            embeddings(&repeated, 2),
+            Err(ModelError::Malformed(_))
+        ));
+        assert!(matches!(
+            embeddings(&json!({}), 0),
+            Err(ModelError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -187,6 +187,7 @@ pub async fn spawn_app_with_model_and(db: TestDb, mut config: Config) -> (TestAp
             connect_timeout_secs: 2,
             read_timeout_secs: 5,
             max_retries: 1,
+            models: Vec::new(),
         },
     );
     config.tools.http_fetch.allow_private_networks = true;

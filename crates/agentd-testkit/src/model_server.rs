@@ -1,12 +1,14 @@
 //! A scripted model server for tests: a real HTTP server on `127.0.0.1:0` that answers the OpenAI chat
 //! completions (`POST /v1/chat/completions`), Anthropic Messages (`POST /v1/messages`) and Ollama
-//! (`POST /api/chat`) protocols from a script of [`Reply`]s.
+//! (`POST /api/chat`) protocols from a script of [`Reply`]s, and the OpenAI (`POST /v1/embeddings`) and
+//! Ollama (`POST /api/embed`) embeddings APIs with deterministic vectors ([`scripted_embedding`]).
 //!
-//! Each incoming request takes the next queued reply (FIFO); when the queue is empty the default reply
-//! answers, or, without one, a 500 "script exhausted". Every request is recorded (path, headers, JSON
-//! body) so tests can check what a client sent. Replies can stream slowly, break off, report an error
-//! mid-stream, fail with a status (and `Retry-After`) or hang, so the failure paths of a provider adapter
-//! can be exercised over real HTTP.
+//! Each incoming chat request takes the next queued reply (FIFO); when the queue is empty the default
+//! reply answers, or, without one, a 500 "script exhausted". Embeddings requests leave the queue alone:
+//! they always answer, unless [`ScriptedModel::fail_embeddings`] makes them fail. Every request is
+//! recorded (path, headers, JSON body) so tests can check what a client sent. Replies can stream
+//! slowly, break off, report an error mid-stream, fail with a status (and `Retry-After`) or hang, so
+//! the failure paths of a provider adapter can be exercised over real HTTP.
 //!
 //! The streams follow the wire rules of `shared/reference/protocols.md` §5: OpenAI chunks carry `role`
 //! only in the first delta and a tool call's `id`/`type`/`name` only in its first delta, arguments
@@ -31,6 +33,8 @@ use tokio::sync::mpsc;
 const DEFAULT_MODEL: &str = "scripted-model";
 /// Input tokens reported when a reply does not set its usage.
 const DEFAULT_INPUT_TOKENS: u64 = 10;
+/// How many dimensions a [`scripted_embedding`] has.
+pub const EMBEDDING_DIMENSIONS: usize = 16;
 
 /// A handle on a running scripted model server. Cloning it shares the same server and script.
 #[derive(Clone)]
@@ -65,6 +69,8 @@ struct Script {
     queue: VecDeque<Reply>,
     default: Option<Reply>,
     requests: Vec<RecordedRequest>,
+    /// The status and message every embeddings request fails with, while set.
+    embeddings_failure: Option<(u16, String)>,
 }
 
 /// One scripted answer.
@@ -284,6 +290,12 @@ impl ScriptedModel {
         self.lock().queue.len()
     }
 
+    /// While `failure` is set, every embeddings request answers its status with the API's error body
+    /// (OpenAI `{"error": {"message", "type"}}`, Ollama `{"error": ".."}`); `None` heals the server.
+    pub fn fail_embeddings(&self, failure: Option<(u16, &str)>) {
+        self.lock().embeddings_failure = failure.map(|(code, message)| (code, message.to_owned()));
+    }
+
     fn lock(&self) -> MutexGuard<'_, Script> {
         lock(&self.state)
     }
@@ -310,6 +322,15 @@ impl Protocol {
             "/v1/chat/completions" | "/chat/completions" => Some(Self::OpenAi),
             "/v1/messages" => Some(Self::Anthropic),
             "/api/chat" => Some(Self::Ollama),
+            _ => None,
+        }
+    }
+
+    /// The protocol of an embeddings path (OpenAI or Ollama).
+    fn from_embeddings_path(path: &str) -> Option<Self> {
+        match path {
+            "/v1/embeddings" | "/embeddings" => Some(Self::OpenAi),
+            "/api/embed" => Some(Self::Ollama),
             _ => None,
         }
     }
@@ -340,6 +361,13 @@ async fn handle(
     let (protocol, reply) = {
         let mut script = lock(&state);
         script.requests.push(recorded);
+        let embeddings = Protocol::from_embeddings_path(&path).filter(|_| method == Method::POST);
+        if let Some(protocol) = embeddings {
+            return match &script.embeddings_failure {
+                Some((code, message)) => error_response(protocol, *code, message, None),
+                None => embeddings_response(protocol, &body),
+            };
+        }
         let Some(protocol) = Protocol::from_path(&path).filter(|_| method == Method::POST) else {
             return plain(
                 StatusCode::NOT_FOUND,
@@ -389,6 +417,81 @@ async fn handle(
         Protocol::Ollama => ollama_frames(&model, &content, &reply),
     };
     stream_response(protocol, frames, reply.token_delay)
+}
+
+/// A deterministic unit vector of [`EMBEDDING_DIMENSIONS`] dimensions for `text`: each lower-cased
+/// whitespace-separated word adds 1.0 to the dimension its FNV-1a hash picks, then the vector is
+/// L2-normalised (a text without words stays all zero). Texts sharing words are similar.
+pub fn scripted_embedding(text: &str) -> Vec<f32> {
+    let mut vector = vec![0.0f32; EMBEDDING_DIMENSIONS];
+    for word in text.split_whitespace() {
+        let hash = fnv1a(word.to_lowercase().as_bytes());
+        vector[(hash % EMBEDDING_DIMENSIONS as u64) as usize] += 1.0;
+    }
+    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        for x in &mut vector {
+            *x /= norm;
+        }
+    }
+    vector
+}
+
+/// 64-bit FNV-1a.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The answer to an embeddings request: a [`scripted_embedding`] per input, and one prompt token per
+/// word of all inputs.
+fn embeddings_response(protocol: Protocol, body: &Value) -> Response {
+    let inputs: Vec<&str> = match body.get("input") {
+        Some(Value::String(text)) => vec![text.as_str()],
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+            items.iter().filter_map(Value::as_str).collect()
+        }
+        _ => {
+            return error_response(
+                protocol,
+                400,
+                "`input` must be a string or a list of strings",
+                None,
+            )
+        }
+    };
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or(DEFAULT_MODEL);
+    let vectors: Vec<Vec<f32>> = inputs.iter().map(|text| scripted_embedding(text)).collect();
+    let tokens: usize = inputs
+        .iter()
+        .map(|text| text.split_whitespace().count())
+        .sum();
+    let answer = match protocol {
+        Protocol::Ollama => json!({
+            "model": model,
+            "embeddings": vectors,
+            "prompt_eval_count": tokens,
+        }),
+        Protocol::OpenAi | Protocol::Anthropic => json!({
+            "object": "list",
+            "data": vectors
+                .iter()
+                .enumerate()
+                .map(|(index, vector)| json!({
+                    "object": "embedding",
+                    "index": index,
+                    "embedding": vector,
+                }))
+                .collect::<Vec<_>>(),
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }),
+    };
+    json_response(StatusCode::OK, &answer)
 }
 
 fn parse_body(body: &[u8]) -> Value {

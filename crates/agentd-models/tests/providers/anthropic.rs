@@ -66,3 +66,31 @@ async fn max_tokens_defaults_to_4096_and_no_system_is_left_out() {
     assert!(body.get("system").is_none(), "{body}");
     assert_eq!(body["messages"], json!([{"role": "user", "content": "Hi"}]));
 }
+
+#[tokio::test]
+async fn sampling_options_are_sent_and_stop_becomes_stop_sequences() {
+    let (server, provider) = setup(ProviderKind::Anthropic).await;
+    server.push(Reply::text("Hi."));
+
+    events(&provider, crate::sampled("Hi")).await;
+
+    let body = &server.requests()[0].body;
+    assert_eq!(body["temperature"], json!(0.2));
+    assert_eq!(body["top_p"], json!(0.9));
+    assert_eq!(body["stop_sequences"], json!(["END", "\n\n"]));
+    assert_eq!(body["max_tokens"], json!(64));
+    assert!(body.get("stop").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn unset_sampling_options_are_left_out() {
+    let (server, provider) = setup(ProviderKind::Anthropic).await;
+    server.push(Reply::text("Hi."));
+
+    events(&provider, ask("Hi")).await;
+
+    let body = &server.requests()[0].body;
+    for option in ["temperature", "top_p", "stop_sequences"] {
+        assert!(body.get(option).is_none(), "{body}");
+    }
+}

@@ -2,13 +2,16 @@
 //! request per protocol) and what they make of what comes back (events, typed failures, retries).
 //!
 //! Behaviour every protocol shares is written once and run per provider with [`per_provider!`]
-//! (`common`, `failures`); the request shapes, which differ, have a module per protocol.
+//! (`common`, `failures`); the request shapes, which differ, have a module per protocol. Embeddings
+//! and routes (fallback over several providers) have their own modules.
 
 mod anthropic;
 mod common;
+mod embeddings;
 mod failures;
 mod ollama;
 mod openai;
+mod routes;
 mod scripted_server;
 
 use std::sync::Arc;
@@ -60,6 +63,7 @@ pub fn config(kind: ProviderKind, base_url: String) -> ProviderConfig {
         connect_timeout_secs: 1,
         read_timeout_secs: 2,
         max_retries: 2,
+        models: Vec::new(),
     }
 }
 
@@ -126,7 +130,22 @@ pub fn ask(text: &str) -> ModelRequest {
             content: text.into(),
         }],
         tools: vec![weather_tool()],
-        max_tokens: None,
+        ..ModelRequest::default()
+    }
+}
+
+/// One user message with every sampling option set, and no tools.
+pub fn sampled(text: &str) -> ModelRequest {
+    ModelRequest {
+        model: "test-model".into(),
+        messages: vec![ChatMessage::User {
+            content: text.into(),
+        }],
+        max_tokens: Some(64),
+        temperature: Some(0.2),
+        top_p: Some(0.9),
+        stop: vec!["END".into(), "\n\n".into()],
+        ..ModelRequest::default()
     }
 }
 
@@ -171,6 +190,7 @@ pub fn conversation() -> ModelRequest {
         ],
         tools: vec![weather_tool()],
         max_tokens: Some(256),
+        ..ModelRequest::default()
     }
 }
 

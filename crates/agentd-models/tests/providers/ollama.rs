@@ -68,3 +68,29 @@ async fn a_key_is_sent_as_bearer_for_a_proxied_ollama() {
         Some(format!("Bearer {}", crate::KEY).as_str())
     );
 }
+
+#[tokio::test]
+async fn sampling_options_go_into_options_with_the_output_limit() {
+    let (server, provider) = crate::setup(ProviderKind::Ollama).await;
+    server.push(Reply::text("Hi."));
+
+    events(&provider, crate::sampled("Hi")).await;
+
+    let body = &server.requests()[0].body;
+    assert_eq!(
+        body["options"],
+        json!({"num_predict": 64, "temperature": 0.2, "top_p": 0.9, "stop": ["END", "\n\n"]})
+    );
+    assert!(body.get("temperature").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn no_options_are_sent_when_none_are_set() {
+    let (server, provider) = crate::setup(ProviderKind::Ollama).await;
+    server.push(Reply::text("Hi."));
+
+    events(&provider, crate::ask("Hi")).await;
+
+    let body = &server.requests()[0].body;
+    assert!(body.get("options").is_none(), "{body}");
+}

@@ -1,4 +1,5 @@
-//! The chat completions request: messages, tools, streaming flags and the bearer key.
+//! The chat completions request: messages, tools, sampling options, streaming flags and the bearer
+//! key.
 
 use agentd_models::ProviderKind;
 use agentd_testkit::Reply;
@@ -66,4 +67,21 @@ async fn no_tools_and_no_limit_are_left_out() {
     let body = &server.requests()[0].body;
     assert!(body.get("tools").is_none(), "{body}");
     assert!(body.get("max_tokens").is_none(), "{body}");
+    for option in ["temperature", "top_p", "stop"] {
+        assert!(body.get(option).is_none(), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn sampling_options_are_top_level_fields() {
+    let (server, provider) = setup(ProviderKind::Openai).await;
+    server.push(Reply::text("Hi."));
+
+    events(&provider, crate::sampled("Hi")).await;
+
+    let body = &server.requests()[0].body;
+    assert_eq!(body["temperature"], json!(0.2));
+    assert_eq!(body["top_p"], json!(0.9));
+    assert_eq!(body["stop"], json!(["END", "\n\n"]));
+    assert_eq!(body["max_tokens"], json!(64));
 }
