@@ -17,6 +17,7 @@ use sqlx::{Connection, Executor};
 
 pub mod mcp;
 pub mod model_server;
+pub mod python;
 pub mod sse;
 
 pub use model_server::{RecordedRequest, Reply, ScriptedModel};

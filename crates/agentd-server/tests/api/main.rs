@@ -10,6 +10,7 @@ mod health;
 mod keys;
 mod lifecycle;
 mod mcp_runs;
+mod openai_sdk;
 mod resources;
 mod routes;
 mod runs;

@@ -1,0 +1,189 @@
+//! Python interpreters with pinned packages, for tests that drive agentd with a real Python client
+//! (the official `openai` SDK, [`OPENAI_SDK`]).
+//!
+//! [`venv`] makes a virtual environment once, under `<target>/py-venv-<hash of the requirements>`,
+//! with `python3 -m venv` and `pip install`, and answers its interpreter. Like the npm install in
+//! [`crate::mcp`], it is built beside (`.partial-<pid>`) and renamed into place, so concurrent test
+//! runs never see half of it. Without `python3`, its `venv` module or pip (or the package index), the
+//! tests that need it are skipped with a note, except under `CI=true`, where they fail.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// The official OpenAI SDK, pinned.
+pub const OPENAI_SDK: &str = "openai==3.54.0";
+
+/// The environments this process has made or found, by directory name. The lock is held while one
+/// is built, so the tests of one run build each environment once.
+static VENVS: Mutex<BTreeMap<String, Result<PathBuf, String>>> = Mutex::new(BTreeMap::new());
+
+/// A Python interpreter with `requirements` (pip requirement specifiers, pinned) installed, made on
+/// first use; `None` (with a note) when it cannot be had outside CI.
+pub fn venv(requirements: &[&str]) -> Option<PathBuf> {
+    let name = venv_name(requirements);
+    let found = {
+        let mut venvs = VENVS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        venvs
+            .entry(name.clone())
+            .or_insert_with(|| find_or_create(&name, requirements))
+            .clone()
+    };
+    match found {
+        Ok(python) => Some(python),
+        Err(reason) => {
+            let wanted = requirements.join(" ");
+            let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            if in_ci {
+                panic!("CI=true but a Python environment with {wanted} is unavailable ({reason}); the Python client tests are required in CI");
+            }
+            eprintln!("note: a Python environment with {wanted} is unavailable ({reason}); skipping this test");
+            None
+        }
+    }
+}
+
+/// The cargo target directory (where the environments are made), as [`crate::mcp`] finds it.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"),
+    }
+}
+
+/// `py-venv-<12 hex digits>`: a stable (FNV-1a) hash of the sorted requirements, so a changed pin
+/// makes a new environment and an unchanged one reuses the old.
+fn venv_name(requirements: &[&str]) -> String {
+    let mut sorted: Vec<&str> = requirements.iter().map(|r| r.trim()).collect();
+    sorted.sort_unstable();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in sorted.join("\n").bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("py-venv-{:012x}", hash >> 16)
+}
+
+/// The interpreter inside a virtual environment.
+fn interpreter(venv: &Path) -> PathBuf {
+    if cfg!(windows) {
+        venv.join("Scripts").join("python.exe")
+    } else {
+        venv.join("bin").join("python")
+    }
+}
+
+fn find_or_create(name: &str, requirements: &[&str]) -> Result<PathBuf, String> {
+    let target = target_dir();
+    let dir = target.join(name);
+    let python = interpreter(&dir);
+    if python.exists() {
+        if runs(&python) {
+            return Ok(python);
+        }
+        // Its base interpreter went away (a Python upgrade): moved aside and made anew. Renaming
+        // first means a concurrent run never deletes the new one.
+        let stale = target.join(format!("{name}.stale-{}", std::process::id()));
+        if std::fs::rename(&dir, &stale).is_ok() {
+            let _ = std::fs::remove_dir_all(&stale);
+        }
+    }
+    let started = Instant::now();
+    let partial = target.join(format!("{name}.partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&partial);
+    if let Err(error) = std::fs::create_dir_all(&target) {
+        return Err(format!("cannot create {}: {error}", target.display()));
+    }
+    let built = build(&partial, requirements);
+    if let Err(error) = built {
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(error);
+    }
+    if std::fs::rename(&partial, &dir).is_ok() {
+        eprintln!(
+            "made a Python environment with {} in {} in {:?}",
+            requirements.join(" "),
+            dir.display(),
+            started.elapsed()
+        );
+    } else {
+        // Another run got there first.
+        let _ = std::fs::remove_dir_all(&partial);
+    }
+    if runs(&python) {
+        Ok(python)
+    } else {
+        Err(format!(
+            "{} does not run after pip install",
+            python.display()
+        ))
+    }
+}
+
+/// `python3 -m venv <dir>`, then `pip install` of the requirements into it. The interpreter of a
+/// virtual environment finds its packages relative to itself, so the directory can be renamed after.
+fn build(dir: &Path, requirements: &[&str]) -> Result<(), String> {
+    let python3 = if cfg!(windows) { "python" } else { "python3" };
+    let created = std::process::Command::new(python3)
+        .args(["-m", "venv"])
+        .arg(dir)
+        .output()
+        .map_err(|error| format!("`{python3} -m venv` does not run: {error}"))?;
+    if !created.status.success() {
+        return Err(format!(
+            "`{python3} -m venv` failed: {}",
+            String::from_utf8_lossy(&created.stderr).trim()
+        ));
+    }
+    let installed = std::process::Command::new(interpreter(dir))
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "-q",
+        ])
+        .args(requirements)
+        .output()
+        .map_err(|error| format!("pip does not run: {error}"))?;
+    if !installed.status.success() {
+        return Err(format!(
+            "pip install {} failed: {}",
+            requirements.join(" "),
+            String::from_utf8_lossy(&installed.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+fn runs(python: &Path) -> bool {
+    std::process::Command::new(python)
+        .args(["-c", ""])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_name_depends_on_the_set_of_requirements_only() {
+        assert_eq!(
+            venv_name(&["openai==3.54.0", "httpx==0.28.1"]),
+            venv_name(&["httpx==0.28.1", " openai==3.54.0"])
+        );
+        assert_ne!(
+            venv_name(&["openai==3.54.0"]),
+            venv_name(&["openai==3.53.0"])
+        );
+        assert_eq!(venv_name(&[]).len(), "py-venv-".len() + 12);
+    }
+}
