@@ -8,9 +8,7 @@ use std::sync::Arc;
 use agentd_core::agent::{Agent, AgentStatus};
 use agentd_core::run::Usage;
 use agentd_core::{AgentId, TenantId, Timestamp};
-use agentd_models::{
-    EmbedRequest, Embeddings, ModelEvent, ModelRequest, ModelStream, Providers,
-};
+use agentd_models::{EmbedRequest, Embeddings, ModelEvent, ModelRequest, ModelStream, Providers};
 use agentd_store::{AgentFilter, Store};
 use futures::StreamExt;
 
@@ -94,12 +92,20 @@ impl GatewayService {
         Ok(models)
     }
 
-    /// What `model` addresses; `UnknownModel` for a name that is neither configured nor an agent id.
-    pub fn target(&self, model: &str) -> Result<Target, Error> {
+    /// What `model` addresses; `UnknownModel` for a name that is neither configured nor one of the
+    /// tenant's (not terminated) agents.
+    pub async fn target(&self, tenant: TenantId, model: &str) -> Result<Target, Error> {
         if let Some(id) = model.strip_prefix(AGENT_PREFIX) {
-            let id = id
-                .parse()
-                .map_err(|_| Error::UnknownModel(model.to_owned()))?;
+            let unknown = || Error::UnknownModel(model.to_owned());
+            let id: AgentId = id.parse().map_err(|_| unknown())?;
+            let agent = self
+                .store
+                .get_agent(tenant, id)
+                .await?
+                .ok_or_else(unknown)?;
+            if agent.status == AgentStatus::Terminated {
+                return Err(unknown());
+            }
             return Ok(Target::Agent(id));
         }
         match self.providers.resolve(model) {
@@ -194,7 +200,13 @@ impl Meter {
         let (prompt, completion) = (self.counted.input_tokens, self.counted.output_tokens);
         if let Err(error) = self
             .usage
-            .record_call(&self.principal, &self.model, self.endpoint, prompt, completion)
+            .record_call(
+                &self.principal,
+                &self.model,
+                self.endpoint,
+                prompt,
+                completion,
+            )
             .await
         {
             tracing::error!(%error, model = %self.model, "cannot meter a model call");

@@ -111,7 +111,9 @@ where
         let access = Arc::<AccessService>::from_ref(state);
         let principal = access.authenticate(credential).await?;
         // Every authenticated request counts against the plan's rate, allowed or not.
-        let rate = Arc::<UsageService>::from_ref(state).admit(&principal).await?;
+        let rate = Arc::<UsageService>::from_ref(state)
+            .admit(&principal)
+            .await?;
         if let (Some(rate), Some(slot)) = (rate, parts.extensions.get::<RateSlot>()) {
             slot.fill(rate);
         }

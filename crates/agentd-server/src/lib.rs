@@ -46,9 +46,7 @@ pub fn router(state: AppState) -> Router {
                     state.metrics.clone(),
                     middleware::observe,
                 ))
-                .layer(axum::middleware::from_fn(
-                    middleware::face_errors_and_rates,
-                ))
+                .layer(axum::middleware::from_fn(middleware::face_errors_and_rates))
                 .layer(axum::middleware::from_fn(
                     middleware::problem_for_bare_errors,
                 ))

@@ -173,10 +173,9 @@ pub async fn face_errors_and_rates(mut request: Request, next: Next) -> Response
         parts.status = axum::http::StatusCode::BAD_REQUEST;
     }
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
-    parts.headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Response::from_parts(parts, axum::body::Body::from(body.to_string()))
 }
 
@@ -206,7 +205,10 @@ fn openai_error_kind(code: &str, field: Option<&str>) -> (&'static str, String) 
         "missing_credentials" | "invalid_credentials" => {
             ("invalid_request_error", "invalid_api_key".to_owned())
         }
-        "missing_scope" => ("invalid_request_error", "insufficient_permissions".to_owned()),
+        "missing_scope" => (
+            "invalid_request_error",
+            "insufficient_permissions".to_owned(),
+        ),
         "not_found" if field == Some("model") => {
             ("invalid_request_error", "model_not_found".to_owned())
         }

@@ -11,8 +11,7 @@ use agentd_core::run::{
     SessionKind, SessionPolicy, ToolCall, ToolExecution,
 };
 use agentd_core::{
-    AgentId, ApiKey, EventId, KeyId, KeyName, NewApiKey, RunId, Scope, ScopeSet, Tenant,
-    TenantSlug,
+    AgentId, ApiKey, EventId, KeyId, KeyName, NewApiKey, RunId, Scope, ScopeSet, Tenant, TenantSlug,
 };
 use agentd_store::{
     AgentFilter, ModelCall, RunFilter, RunStats, SessionCursor, SessionFilter, Store, StoreError,
@@ -1224,7 +1223,13 @@ async fn usage_adds_up_runs_and_model_calls_per_key_agent_and_model(db: TestDb) 
     // Plans.
     assert!(store.set_tenant_plan(a.id, Some("pro")).await.unwrap());
     assert_eq!(
-        store.get_tenant(a.id).await.unwrap().unwrap().plan.as_deref(),
+        store
+            .get_tenant(a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .plan
+            .as_deref(),
         Some("pro")
     );
     assert_eq!(store.get_tenant(b.id).await.unwrap().unwrap().plan, None);
@@ -1243,7 +1248,12 @@ async fn usage_adds_up_runs_and_model_calls_per_key_agent_and_model(db: TestDb) 
     metered.metrics.total_tokens = 15;
     store.insert_run(&metered, &[]).await.unwrap();
     assert_eq!(
-        store.get_run(a.id, metered.id).await.unwrap().unwrap().key_id,
+        store
+            .get_run(a.id, metered.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .key_id,
         Some(key_1)
     );
     let mut other_tenant = run(&b, agent, &session, RunStatus::Completed);

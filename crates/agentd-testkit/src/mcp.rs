@@ -10,8 +10,8 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-/// The cargo target directory (where the server is installed).
-fn target_dir() -> PathBuf {
+/// The cargo target directory (where the server, and the Python venvs, are installed).
+pub(crate) fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"),

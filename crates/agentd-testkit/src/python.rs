@@ -47,14 +47,6 @@ pub fn venv(requirements: &[&str]) -> Option<PathBuf> {
     }
 }
 
-/// The cargo target directory (where the environments are made), as [`crate::mcp`] finds it.
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"),
-    }
-}
-
 /// `py-venv-<12 hex digits>`: a stable (FNV-1a) hash of the sorted requirements, so a changed pin
 /// makes a new environment and an unchanged one reuses the old.
 fn venv_name(requirements: &[&str]) -> String {
@@ -78,7 +70,7 @@ fn interpreter(venv: &Path) -> PathBuf {
 }
 
 fn find_or_create(name: &str, requirements: &[&str]) -> Result<PathBuf, String> {
-    let target = target_dir();
+    let target = crate::mcp::target_dir();
     let dir = target.join(name);
     let python = interpreter(&dir);
     if python.exists() {

@@ -434,7 +434,12 @@ async fn tenants_plan_command_puts_a_tenant_on_a_configured_plan() {
         };
         let started = agentd_runtime::Runtime::start(config).await.unwrap();
         let slug = agentd_core::TenantSlug::default_tenant();
-        let tenant = started.runtime.store.get_tenant_by_slug(&slug).await.unwrap();
+        let tenant = started
+            .runtime
+            .store
+            .get_tenant_by_slug(&slug)
+            .await
+            .unwrap();
         started.runtime.store.close().await;
         tenant.expect("the default tenant").plan
     };
@@ -446,7 +451,10 @@ async fn tenants_plan_command_puts_a_tenant_on_a_configured_plan() {
         stderr.contains("no plan `gold`") && stderr.contains("pro"),
         "the error names the plan and the configured ones:\n{stderr}"
     );
-    assert!(stdout.contains("agentd_"), "the first start shows the admin key:\n{stdout}");
+    assert!(
+        stdout.contains("agentd_"),
+        "the first start shows the admin key:\n{stdout}"
+    );
     assert_eq!(stored_plan().await, None);
 
     let set = plan(&["default", "pro"]);

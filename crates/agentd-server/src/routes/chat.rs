@@ -237,7 +237,9 @@ pub(crate) async fn start_or_continue(
     };
     if let Some(run) = paused {
         let answers = answers(&run, &results)?;
-        return Ok(runs.continue_run(principal, agent_id, run.id, answers).await?);
+        return Ok(runs
+            .continue_run(principal, agent_id, run.id, answers)
+            .await?);
     }
     if turn.messages.is_empty() {
         return Err(ApiError::field(
@@ -285,7 +287,9 @@ fn text_or_parts<'de, D: serde::Deserializer<'de>>(
     }
 }
 
-pub(crate) fn convert_messages(messages: Vec<ChatMessageBody>) -> Result<Vec<ChatMessage>, ApiError> {
+pub(crate) fn convert_messages(
+    messages: Vec<ChatMessageBody>,
+) -> Result<Vec<ChatMessage>, ApiError> {
     messages
         .into_iter()
         .enumerate()

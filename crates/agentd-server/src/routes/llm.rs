@@ -120,7 +120,13 @@ async fn generate(
             request(messages, body.options),
         )
         .await?;
-    Ok(answer(stream, body.model, body.stream.unwrap_or(true), Shape::Generate).await)
+    Ok(answer(
+        stream,
+        body.model,
+        body.stream.unwrap_or(true),
+        Shape::Generate,
+    )
+    .await)
 }
 
 /// Chats with a model.

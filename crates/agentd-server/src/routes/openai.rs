@@ -286,7 +286,7 @@ async fn chat_completions(
     } else {
         convert_tools(request.tools)?
     };
-    match gateway.target(&model)? {
+    match gateway.target(auth.principal.tenant_id, &model).await? {
         Target::Agent(agent_id) => {
             let scope = format!("agents:{agent_id}:run");
             if let Ok(scope) = agentd_core::Scope::parse(&scope) {
@@ -496,24 +496,18 @@ fn model_chunks(
             return None;
         }
         let mut out = Vec::new();
-        if !state.started {
-            state.started = true;
-            out.push(
-                state
-                    .completion
-                    .chunk(json!({"role": "assistant", "content": ""}), None),
-            );
-        }
         match state.stream.next().await {
             Some(Ok(ModelEvent::Text(text))) => {
-                out.push(state.completion.chunk(json!({ "content": text }), None));
+                let delta = first_delta(&mut state.started, json!({ "content": text }));
+                out.push(state.completion.chunk(delta, None));
             }
             Some(Ok(ModelEvent::ToolCall(call))) => {
-                let mut delta = tool_call_json(&call);
-                delta["index"] = json!(state.tool_index);
+                let mut call_delta = tool_call_json(&call);
+                call_delta["index"] = json!(state.tool_index);
                 state.tool_index += 1;
                 state.answer.calls.push(call);
-                out.push(state.completion.chunk(json!({ "tool_calls": [delta] }), None));
+                let delta = first_delta(&mut state.started, json!({ "tool_calls": [call_delta] }));
+                out.push(state.completion.chunk(delta, None));
             }
             Some(Ok(ModelEvent::Usage(usage))) => {
                 state.answer.prompt_tokens += usage.input_tokens;
@@ -527,6 +521,10 @@ fn model_chunks(
             None => {
                 state.done = true;
                 let reason = state.answer.finish_reason();
+                if !state.started {
+                    let delta = first_delta(&mut state.started, json!({ "content": "" }));
+                    out.push(state.completion.chunk(delta, None));
+                }
                 out.push(state.completion.chunk(json!({}), Some(reason)));
                 if state.include_usage {
                     out.push(state.completion.usage_chunk(CompletionUsage::new(
@@ -541,14 +539,26 @@ fn model_chunks(
     .flatten()
 }
 
+/// The delta of a stream's first content or tool chunk also names the role (and, for tool calls,
+/// `content: null`), as OpenAI sends it; later deltas do not repeat it.
+fn first_delta(started: &mut bool, mut delta: Value) -> Value {
+    if !std::mem::replace(started, true) {
+        delta["role"] = json!("assistant");
+        if delta.get("content").is_none() {
+            delta["content"] = Value::Null;
+        }
+    }
+    delta
+}
+
 /// An agent run's events as chat chunks: its answer's deltas, the client tools it waits on, the end.
 fn agent_chunks(
     events: impl Stream<Item = Arc<RunEvent>> + Send + 'static,
     completion: Completion,
     include_usage: bool,
 ) -> impl Stream<Item = Value> + Send + 'static {
-    let role = completion.chunk(json!({"role": "assistant", "content": ""}), None);
-    let rest = events.flat_map(move |event| {
+    let mut started = false;
+    events.flat_map(move |event| {
         let c = &completion;
         let usage = |metrics: &agentd_core::run::RunMetrics| {
             CompletionUsage::new(metrics.input_tokens, metrics.output_tokens)
@@ -556,7 +566,8 @@ fn agent_chunks(
         let mut out = Vec::new();
         match &event.data {
             RunEventData::RunContent { content } if !content.is_empty() => {
-                out.push(c.chunk(json!({ "content": content }), None));
+                let delta = first_delta(&mut started, json!({ "content": content }));
+                out.push(c.chunk(delta, None));
             }
             RunEventData::RunPaused { tools, .. } => {
                 let calls: Vec<Value> = tools
@@ -569,10 +580,15 @@ fn agent_chunks(
                         })
                     })
                     .collect();
-                out.push(c.chunk(json!({ "tool_calls": calls }), None));
+                let delta = first_delta(&mut started, json!({ "tool_calls": calls }));
+                out.push(c.chunk(delta, None));
                 out.push(c.chunk(json!({}), Some("tool_calls")));
             }
             RunEventData::RunCompleted { metrics, .. } => {
+                if !started {
+                    let delta = first_delta(&mut started, json!({ "content": "" }));
+                    out.push(c.chunk(delta, None));
+                }
                 out.push(c.chunk(json!({}), Some("stop")));
                 if include_usage {
                     out.push(c.usage_chunk(usage(metrics)));
@@ -586,8 +602,7 @@ fn agent_chunks(
             _ => {}
         }
         futures::stream::iter(out)
-    });
-    futures::stream::once(async move { role }).chain(rest)
+    })
 }
 
 /// A finished (or paused) agent run as a chat completion; a failed run is the request's error.
@@ -626,7 +641,9 @@ fn agent_completion(model: &str, run: Run) -> Result<ChatCompletion, ApiError> {
             index: 0,
             message: AssistantMessage {
                 role: "assistant",
-                content: run.content.filter(|c| !c.is_empty() || tool_calls.is_empty()),
+                content: run
+                    .content
+                    .filter(|c| !c.is_empty() || tool_calls.is_empty()),
                 tool_calls,
             },
             finish_reason: finish_reason.to_owned(),
@@ -693,7 +710,10 @@ async fn completions(
             ))
         }
     };
-    if let Target::Agent(_) = gateway.target(&request.model)? {
+    if let Target::Agent(_) = gateway
+        .target(auth.principal.tenant_id, &request.model)
+        .await?
+    {
         return Err(ApiError::field(
             ErrorCode::InvalidField,
             "model",
@@ -703,16 +723,16 @@ async fn completions(
     let include_usage = request.stream_options.unwrap_or_default().include_usage;
     let call = request
         .sampling
-        .request(vec![agentd_core::run::ChatMessage::User { content: prompt }]);
+        .request(vec![agentd_core::run::ChatMessage::User {
+            content: prompt,
+        }]);
     let stream = gateway
         .stream(&auth.principal, &request.model, "completions", call)
         .await?;
     let id = format!("cmpl-{}", uuid::Uuid::now_v7().simple());
     let created = agentd_core::now().timestamp();
     let model = request.model;
-    let choice = |text: &str, finish: Option<&str>| {
-        json!({ "text": text, "index": 0, "logprobs": null, "finish_reason": finish })
-    };
+    let choice = |text: &str, finish: Option<&str>| json!({ "text": text, "index": 0, "logprobs": null, "finish_reason": finish });
     let chat = Completion::new(&model, &id);
     let object = move |choices: Vec<Value>, usage: Option<CompletionUsage>| {
         let mut value = json!({
@@ -734,22 +754,20 @@ async fn completions(
         .into_response());
     }
     // The chat chunks carry everything; they are re-shaped as text completion chunks.
-    let chunks = model_chunks(stream, chat, include_usage).filter_map(
-        move |chunk| {
-            let out = if chunk.get("error").is_some() {
-                Some(chunk)
-            } else if let Some(usage) = chunk.get("usage").filter(|u| !u.is_null()) {
-                let usage = serde_json::from_value(usage.clone()).ok();
-                Some(object(Vec::new(), usage.map(|u: UsageIn| u.into())))
-            } else {
-                let first = &chunk["choices"][0];
-                let text = first["delta"]["content"].as_str().unwrap_or_default();
-                let finish = first["finish_reason"].as_str();
-                (finish.is_some() || !text.is_empty()).then(|| object(vec![choice(text, finish)], None))
-            };
-            futures::future::ready(out)
-        },
-    );
+    let chunks = model_chunks(stream, chat, include_usage).filter_map(move |chunk| {
+        let out = if chunk.get("error").is_some() {
+            Some(chunk)
+        } else if let Some(usage) = chunk.get("usage").filter(|u| !u.is_null()) {
+            let usage = serde_json::from_value(usage.clone()).ok();
+            Some(object(Vec::new(), usage.map(|u: UsageIn| u.into())))
+        } else {
+            let first = &chunk["choices"][0];
+            let text = first["delta"]["content"].as_str().unwrap_or_default();
+            let finish = first["finish_reason"].as_str();
+            (finish.is_some() || !text.is_empty()).then(|| object(vec![choice(text, finish)], None))
+        };
+        futures::future::ready(out)
+    });
     Ok(sse(chunks))
 }
 
@@ -816,7 +834,10 @@ async fn embeddings(
             ))
         }
     };
-    if let Target::Agent(_) = gateway.target(&request.model)? {
+    if let Target::Agent(_) = gateway
+        .target(auth.principal.tenant_id, &request.model)
+        .await?
+    {
         return Err(ApiError::field(
             ErrorCode::InvalidField,
             "model",

@@ -5,7 +5,9 @@
 
 use agentd_runtime::config::PlanConfig;
 use agentd_runtime::Config;
-use agentd_testkit::{backend_tests, spawn_app_with_model, spawn_app_with_model_and, Reply, TestDb};
+use agentd_testkit::{
+    backend_tests, spawn_app_with_model, spawn_app_with_model_and, Reply, TestDb,
+};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -41,16 +43,25 @@ async fn requests_per_minute_are_limited_per_key_with_headers(db: TestDb) {
             header(&response, "ratelimit-remaining"),
             Some(remaining.to_string())
         );
-        let reset: u64 = header(&response, "ratelimit-reset").unwrap().parse().unwrap();
+        let reset: u64 = header(&response, "ratelimit-reset")
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!((1..=60).contains(&reset), "{reset}");
     }
     // Native face: problem+json with Retry-After.
     let refused = app.get("/agents").send().await.unwrap();
     let retry: u64 = header(&refused, "retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
-    assert_eq!(header(&refused, "ratelimit-remaining").as_deref(), Some("0"));
+    assert_eq!(
+        header(&refused, "ratelimit-remaining").as_deref(),
+        Some("0")
+    );
     let body = assert_problem(refused, 429, "rate_limited").await;
-    assert!(body["detail"].as_str().unwrap().contains("3 requests per minute"));
+    assert!(body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("3 requests per minute"));
     // The OpenAI face: OpenAI's error shape.
     let refused = app.get("/v1/models").send().await.unwrap();
     assert_eq!(refused.status(), 429);
@@ -64,7 +75,10 @@ async fn requests_per_minute_are_limited_per_key_with_headers(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(header(&response, "ratelimit-remaining").as_deref(), Some("2"));
+    assert_eq!(
+        header(&response, "ratelimit-remaining").as_deref(),
+        Some("2")
+    );
     let health = app.client.get(app.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     assert!(header(&health, "ratelimit-limit").is_none());
@@ -77,7 +91,10 @@ async fn monthly_tokens_cover_runs_and_gateway_calls(db: TestDb) {
         .await;
     model.push(Reply::text("one").usage(8, 4));
     let run = app
-        .post_form(&format!("/agents/{agent}/runs"), &[("message", "hi"), ("stream", "false")])
+        .post_form(
+            &format!("/agents/{agent}/runs"),
+            &[("message", "hi"), ("stream", "false")],
+        )
         .await;
     assert_eq!(run.status(), 200);
     model.push(Reply::text("two").usage(6, 3));
@@ -105,7 +122,10 @@ async fn monthly_tokens_cover_runs_and_gateway_calls(db: TestDb) {
     assert_eq!(body["error"]["type"], "insufficient_quota");
     assert_eq!(body["error"]["param"], "monthly_tokens");
     assert!(
-        body["error"]["message"].as_str().unwrap().contains("21 of 20"),
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("21 of 20"),
         "{body}"
     );
     let refused = app
@@ -206,7 +226,9 @@ async fn ndjson(response: reqwest::Response) -> Vec<Value> {
         Some("application/x-ndjson")
     );
     let text = response.text().await.unwrap();
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 async fn ollama_style_routes_generate_chat_and_embed(db: TestDb) {
@@ -239,7 +261,10 @@ async fn ollama_style_routes_generate_chat_and_embed(db: TestDb) {
     assert_eq!(sent["model"], "llama");
     assert_eq!(sent["temperature"], 0.5);
     assert_eq!(sent["max_tokens"], 20);
-    assert_eq!(sent["messages"][0], json!({"role": "system", "content": "be kind"}));
+    assert_eq!(
+        sent["messages"][0],
+        json!({"role": "system", "content": "be kind"})
+    );
 
     // chat without streaming: one object, with tool calls as Ollama writes them.
     model.push(Reply::tool_call("c1", "lookup", r#"{"q":"x"}"#).usage(5, 1));
@@ -280,13 +305,19 @@ async fn ollama_style_routes_generate_chat_and_embed(db: TestDb) {
 
     // Errors are Ollama's `{"error": "…"}`.
     let unknown = app
-        .post_json("/v1/llm/generate", &json!({"model": "nowhere/x", "prompt": "hi"}))
+        .post_json(
+            "/v1/llm/generate",
+            &json!({"model": "nowhere/x", "prompt": "hi"}),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
     let body: Value = unknown.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("nowhere/x"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("nowhere/x"),
+        "{body}"
+    );
     let usage = app.get_json("/account/usage").await;
     assert_eq!(usage["requests"], 3);
     assert_eq!(usage["total_tokens"], 6 + 6 + 3);
@@ -294,19 +325,17 @@ async fn ollama_style_routes_generate_chat_and_embed(db: TestDb) {
 
 async fn openai_face_errors_are_openai_shaped(db: TestDb) {
     let (app, model) = spawn_app_with_model(db).await;
-    let missing = app
-        .client
-        .get(app.url("/v1/models"))
-        .send()
-        .await
-        .unwrap();
+    let missing = app.client.get(app.url("/v1/models")).send().await.unwrap();
     assert_eq!(missing.status(), 401);
     let body: Value = missing.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_api_key");
     assert_eq!(body["error"]["type"], "invalid_request_error");
 
     let bad = app
-        .post_json("/v1/chat/completions", &json!({"model": "scripted/x", "messages": "no"}))
+        .post_json(
+            "/v1/chat/completions",
+            &json!({"model": "scripted/x", "messages": "no"}),
+        )
         .send()
         .await
         .unwrap();
@@ -347,8 +376,13 @@ async fn openai_face_errors_are_openai_shaped(db: TestDb) {
 
 async fn agentos_models_lists_what_agents_use(db: TestDb) {
     let (app, _model) = spawn_app_with_model(db).await;
-    for (name, model) in [("a", "scripted/gpt"), ("b", "scripted/gpt"), ("c", "other/llama")] {
-        app.create_agent(&json!({"name": name, "model": model})).await;
+    for (name, model) in [
+        ("a", "scripted/gpt"),
+        ("b", "scripted/gpt"),
+        ("c", "other/llama"),
+    ] {
+        app.create_agent(&json!({"name": name, "model": model}))
+            .await;
     }
     let models = app.get_json("/models").await;
     assert_eq!(

@@ -75,8 +75,9 @@ mod prelude {
         time_from_millis, to_json_text,
     };
     pub(super) use crate::{
-        AgentFilter, AgentStore, AgentUsage, CapabilityStore, KeyStore, ResourceStore, RunFilter,
-        RunStats, RunStore, SessionCursor, UsageStore, ModelCall, UsageRow, SessionFilter, SessionStore, TenantStore, Update,
+        AgentFilter, AgentStore, AgentUsage, CapabilityStore, KeyStore, ModelCall, ResourceStore,
+        RunFilter, RunStats, RunStore, SessionCursor, SessionFilter, SessionStore, TenantStore,
+        Update, UsageRow, UsageStore,
     };
 }
 

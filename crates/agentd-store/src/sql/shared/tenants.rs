@@ -73,13 +73,13 @@ impl TenantStore for SqlStore {
         sqlx::query(
             "INSERT INTO tenants (id, slug, name, plan, created_at) VALUES ($1, $2, $3, $5, $4)",
         )
-            .bind(tenant.id.to_string())
-            .bind(tenant.slug.as_str())
-            .bind(&tenant.name)
-            .bind(tenant.created_at.timestamp_millis())
-            .bind(tenant.plan.as_deref())
-            .execute(&self.pool)
-            .await?;
+        .bind(tenant.id.to_string())
+        .bind(tenant.slug.as_str())
+        .bind(&tenant.name)
+        .bind(tenant.created_at.timestamp_millis())
+        .bind(tenant.plan.as_deref())
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
