@@ -363,6 +363,22 @@ pub(crate) fn convert_tools(tools: Vec<ChatToolBody>) -> Result<Vec<ToolSpec>, A
         .collect()
 }
 
+/// Client tools as the model sees them, for the gateway faces that pass tools straight to a model.
+pub(crate) fn tool_definitions(
+    tools: Vec<ChatToolBody>,
+) -> Result<Vec<agentd_models::ToolDefinition>, ApiError> {
+    Ok(convert_tools(tools)?
+        .into_iter()
+        .map(|tool| agentd_models::ToolDefinition {
+            description: tool.description.unwrap_or_default(),
+            parameters: tool
+                .parameters
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+            name: tool.name,
+        })
+        .collect())
+}
+
 /// The tool results after the conversation's last assistant message.
 fn trailing_tool_results(messages: &[ChatMessage]) -> Vec<(String, String)> {
     messages

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use agentd_core::run::ChatMessage;
-use agentd_models::{FinishReason, ModelEvent, ModelRequest, ModelStream, ToolDefinition};
+use agentd_models::{FinishReason, ModelEvent, ModelRequest, ModelStream};
 use agentd_runtime::GatewayService;
 use axum::body::Body;
 use axum::extract::State;
@@ -23,7 +23,7 @@ use utoipa_axum::routes;
 use crate::auth::{scopes, Auth};
 use crate::extract::Json;
 use crate::problem::ApiError;
-use crate::routes::chat::{convert_messages, convert_tools, ChatMessageBody, ChatToolBody};
+use crate::routes::chat::{convert_messages, tool_definitions, ChatMessageBody, ChatToolBody};
 use crate::routes::openai::text_inputs;
 use crate::state::AppState;
 
@@ -146,17 +146,7 @@ async fn chat(
 ) -> Result<Response, ApiError> {
     let messages = convert_messages(body.messages)?;
     let mut call = request(messages, body.options);
-    call.tools = convert_tools(body.tools)?
-        .into_iter()
-        .map(|tool| ToolDefinition {
-            description: tool.description.clone().unwrap_or_default(),
-            parameters: tool
-                .parameters
-                .clone()
-                .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-            name: tool.name,
-        })
-        .collect();
+    call.tools = tool_definitions(body.tools)?;
     let stream = gateway
         .stream(&auth.principal, &body.model, "llm.chat", call)
         .await?;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use agentd_core::run::{Run, RunEvent, RunEventData, RunStatus, ToolCall};
 use agentd_core::ErrorCode;
-use agentd_models::{FinishReason, ModelEvent, ModelRequest, ModelStream, ToolDefinition};
+use agentd_models::{FinishReason, ModelEvent, ModelRequest, ModelStream};
 use agentd_runtime::{GatewayService, RunService, Target};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
@@ -35,7 +35,8 @@ use crate::auth::{scopes, Auth};
 use crate::extract::Json;
 use crate::problem::ApiError;
 use crate::routes::chat::{
-    convert_messages, convert_tools, start_or_continue, ChatMessageBody, ChatToolBody, ChatTurn,
+    convert_messages, convert_tools, start_or_continue, tool_definitions, ChatMessageBody,
+    ChatToolBody, ChatTurn,
 };
 use crate::routes::sessions::optional_session_id;
 use crate::sse::KEEP_ALIVE;
@@ -281,11 +282,7 @@ async fn chat_completions(
         .as_ref()
         .is_some_and(|choice| choice.as_str() == Some("none"));
     let messages = convert_messages(request.messages)?;
-    let tools = if tools_off {
-        Vec::new()
-    } else {
-        convert_tools(request.tools)?
-    };
+    let tools = if tools_off { Vec::new() } else { request.tools };
     match gateway.target(auth.principal.tenant_id, &model).await? {
         Target::Agent(agent_id) => {
             let scope = format!("agents:{agent_id}:run");
@@ -296,7 +293,7 @@ async fn chat_completions(
             let session = request.session_id.as_deref().or(header);
             let turn = ChatTurn {
                 messages,
-                tools,
+                tools: convert_tools(tools)?,
                 session_id: optional_session_id(session)?,
                 run_id: None,
                 user_id: request.user,
@@ -319,17 +316,7 @@ async fn chat_completions(
         }
         Target::Model(_) => {
             let mut call = request.sampling.request(messages);
-            call.tools = tools
-                .into_iter()
-                .map(|tool| ToolDefinition {
-                    description: tool.description.clone().unwrap_or_default(),
-                    parameters: tool
-                        .parameters
-                        .clone()
-                        .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-                    name: tool.name,
-                })
-                .collect();
+            call.tools = tool_definitions(tools)?;
             let stream = gateway
                 .stream(&auth.principal, &model, "chat.completions", call)
                 .await?;
@@ -426,6 +413,15 @@ fn tool_call_json(call: &ToolCall) -> Value {
     json!({
         "id": call.id, "type": "function",
         "function": { "name": call.name, "arguments": call.arguments },
+    })
+}
+
+/// A tool call a paused run waits on, in OpenAI's shape.
+fn pending_call_json(tool: &agentd_core::run::ToolExecution) -> Value {
+    tool_call_json(&ToolCall {
+        id: tool.tool_call_id.clone(),
+        name: tool.tool_name.clone(),
+        arguments: tool.tool_args.to_string(),
     })
 }
 
@@ -574,10 +570,9 @@ fn agent_chunks(
                     .iter()
                     .enumerate()
                     .map(|(index, tool)| {
-                        json!({
-                            "index": index, "id": tool.tool_call_id, "type": "function",
-                            "function": { "name": tool.tool_name, "arguments": tool.tool_args.to_string() },
-                        })
+                        let mut call = pending_call_json(tool);
+                        call["index"] = json!(index);
+                        call
                     })
                     .collect();
                 let delta = first_delta(&mut started, json!({ "tool_calls": calls }));
@@ -617,16 +612,7 @@ fn agent_completion(model: &str, run: Run) -> Result<ChatCompletion, ApiError> {
         ));
     }
     let completion = Completion::new(model, &run.id.to_string());
-    let tool_calls: Vec<Value> = run
-        .pending_tools
-        .iter()
-        .map(|tool| {
-            json!({
-                "id": tool.tool_call_id, "type": "function",
-                "function": { "name": tool.tool_name, "arguments": tool.tool_args.to_string() },
-            })
-        })
-        .collect();
+    let tool_calls: Vec<Value> = run.pending_tools.iter().map(pending_call_json).collect();
     let finish_reason = if run.status == RunStatus::Paused {
         "tool_calls"
     } else {
