@@ -71,6 +71,10 @@ uuid_id!(
     /// Identifies a run: one execution of an agent.
     RunId
 );
+uuid_id!(
+    /// Identifies a user: a person who logs in (by magic link or OAuth) to one tenant.
+    UserId
+);
 
 #[cfg(test)]
 mod tests {

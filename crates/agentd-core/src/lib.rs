@@ -16,7 +16,7 @@ pub mod scope;
 pub mod tenant;
 
 pub use error::ErrorCode;
-pub use ids::{AgentId, EventId, KeyId, RunId, TenantId};
+pub use ids::{AgentId, EventId, KeyId, RunId, TenantId, UserId};
 pub use key::{ApiKey, KeyName, NewApiKey, PlainKey};
 pub use scope::{Scope, ScopeSet};
 pub use tenant::{Tenant, TenantSlug};

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use agentd_core::{
-    ApiKey, KeyId, KeyName, NewApiKey, PlainKey, Scope, ScopeSet, Tenant, TenantId, TenantSlug,
+    AgentId, ApiKey, KeyId, UserId, KeyName, NewApiKey, PlainKey, Scope, ScopeSet, Tenant, TenantId, TenantSlug,
 };
 use agentd_store::Store;
 use chrono::Duration;
@@ -25,11 +25,59 @@ const KEY_CACHE_MAX: usize = 10_000;
 #[derive(Clone, Debug)]
 pub struct Principal {
     pub tenant_id: TenantId,
-    pub key_id: KeyId,
+    /// Who presented the credential: an API key, or a user holding a JWT.
+    pub subject: Subject,
+    /// For an agent-bound key: the one agent it acts for.
+    pub agent_id: Option<AgentId>,
     pub scopes: ScopeSet,
 }
 
+/// Who a principal is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Subject {
+    /// An API key (a tenant's, or an agent's own).
+    Key(KeyId),
+    /// A logged-in user, authenticated by a JWT.
+    User(UserId),
+}
+
+impl Subject {
+    /// The subject as `key:<id>` or `user:<id>`.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Key(id) => format!("key:{id}"),
+            Self::User(id) => format!("user:{id}"),
+        }
+    }
+}
+
 impl Principal {
+    /// A principal for an API key.
+    pub fn for_key(key: &ApiKey) -> Self {
+        Self {
+            tenant_id: key.tenant_id,
+            subject: Subject::Key(key.id),
+            agent_id: None,
+            scopes: key.scopes.clone(),
+        }
+    }
+
+    /// The API key behind the request, if it was a key (usage is metered per key).
+    pub fn key_id(&self) -> Option<KeyId> {
+        match self.subject {
+            Subject::Key(id) => Some(id),
+            Subject::User(_) => None,
+        }
+    }
+
+    /// Who acted, as recorded in agent events, owners and endorsements: the key or user id.
+    pub fn actor(&self) -> String {
+        match self.subject {
+            Subject::Key(id) => id.to_string(),
+            Subject::User(id) => id.to_string(),
+        }
+    }
+
     /// Succeeds if the principal holds `required`; otherwise the error names it.
     pub fn require(&self, required: &Scope) -> Result<(), Error> {
         if self.scopes.allows(required) {
@@ -114,11 +162,7 @@ impl AccessService {
             key.last_used_at = Some(now);
             self.remember(key.clone());
         }
-        Ok(Principal {
-            tenant_id: key.tenant_id,
-            key_id: key.id,
-            scopes: key.scopes,
-        })
+        Ok(Principal::for_key(&key))
     }
 
     /// Makes a key in the caller's tenant. A key never grants more than its creator holds.

@@ -103,7 +103,7 @@ impl CapabilityService {
             &owner,
             AgentEventKind::CapabilityChanged,
             "add capability",
-            principal.key_id.to_string(),
+            principal.actor(),
         )
         .with_detail(
             serde_json::json!({"capability": capability.name, "proficiency": proficiency}),
@@ -146,7 +146,7 @@ impl CapabilityService {
             &owner,
             AgentEventKind::CapabilityChanged,
             "update capability",
-            principal.key_id.to_string(),
+            principal.actor(),
         )
         .with_detail(serde_json::json!({
             "capability": capability.name,
@@ -171,7 +171,7 @@ impl CapabilityService {
             .live_agent(principal.tenant_id, agent, "endorse")
             .await?;
         self.get(principal.tenant_id, agent, name).await?;
-        let endorser = principal.key_id.to_string();
+        let endorser = principal.actor();
         let endorsement = Endorsement {
             tenant_id: principal.tenant_id,
             agent_id: agent,

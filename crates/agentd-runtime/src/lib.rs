@@ -20,7 +20,7 @@ pub mod sessions;
 pub mod tools;
 pub mod usage;
 
-pub use access::{AccessService, Principal};
+pub use access::{AccessService, Principal, Subject};
 pub use agentd_store::{AgentFilter, AgentUsage, RunFilter, RunStats, SessionFilter};
 pub use capabilities::CapabilityService;
 pub use config::Config;

@@ -145,7 +145,7 @@ impl RegistryService {
             &agent,
             AgentHealth::Healthy,
             "heartbeat received",
-            &principal.key_id.to_string(),
+            &principal.actor(),
         );
         match self
             .store
@@ -189,7 +189,7 @@ impl RegistryService {
         spec.validate()
             .map_err(|e| Error::invalid(e.field, e.message))?;
         if spec.owner.is_none() {
-            spec.owner = Some(principal.key_id.to_string());
+            spec.owner = Some(principal.actor());
         }
         let now = agentd_core::now();
         let mut agent = Agent {
@@ -203,7 +203,7 @@ impl RegistryService {
             updated_at: now,
             last_heartbeat_at: None,
         };
-        let actor = principal.key_id.to_string();
+        let actor = principal.actor();
         let mut events = vec![
             AgentEvent::new(&agent, AgentEventKind::Created, "create", &actor)
                 .with_detail(serde_json::json!({"version": 1})),
@@ -298,7 +298,7 @@ impl RegistryService {
                 &updated,
                 AgentEventKind::ConfigUpdated,
                 "update",
-                principal.key_id.to_string(),
+                principal.actor(),
             )
             .with_detail(
                 serde_json::json!({"from_version": current.version, "to_version": updated.version}),
@@ -424,7 +424,7 @@ impl RegistryService {
         for _ in 0..RACE_RETRIES {
             let current = self.get(principal.tenant_id, id).await?;
             let target = target_of(current.status)?;
-            let actor = principal.key_id.to_string();
+            let actor = principal.actor();
             let mut events =
                 vec![
                     AgentEvent::new(&current, AgentEventKind::StatusChanged, action, &actor)

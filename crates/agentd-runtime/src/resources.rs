@@ -116,7 +116,7 @@ impl ResourceService {
         agent: AgentId,
         patch: LimitsPatch,
     ) -> Result<AgentResources, Error> {
-        let actor = principal.key_id.to_string();
+        let actor = principal.actor();
         self.modify(principal.tenant_id, agent, "set resource limits", &actor, |resources| {
             let limits = &mut resources.limits;
             macro_rules! apply {
@@ -135,7 +135,7 @@ impl ResourceService {
         agent: AgentId,
         gauges: Gauges,
     ) -> Result<AgentResources, Error> {
-        let actor = principal.key_id.to_string();
+        let actor = principal.actor();
         self.modify(principal.tenant_id, agent, "report usage", &actor, |resources| {
             let usage = &mut resources.usage;
             macro_rules! apply {
@@ -154,7 +154,7 @@ impl ResourceService {
         agent: AgentId,
         consumption: Consumption,
     ) -> Result<AgentResources, Error> {
-        let actor = principal.key_id.to_string();
+        let actor = principal.actor();
         self.modify(principal.tenant_id, agent, "consume", &actor, |resources| {
             let usage = &mut resources.usage;
             let limits = &resources.limits;
@@ -191,7 +191,7 @@ impl ResourceService {
         principal: &Principal,
         agent: AgentId,
     ) -> Result<AgentResources, Error> {
-        let actor = principal.key_id.to_string();
+        let actor = principal.actor();
         self.modify(
             principal.tenant_id,
             agent,

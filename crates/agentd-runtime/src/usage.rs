@@ -15,7 +15,7 @@ use agentd_store::{ModelCall, Store, UsageRow};
 use chrono::{Datelike, TimeZone, Utc};
 
 use crate::config::PlanConfig;
-use crate::{Error, Principal};
+use crate::{Error, Principal, Subject};
 
 /// How long a tenant's plan is trusted from memory.
 const PLAN_CACHE_TTL: Duration = Duration::from_secs(5);
@@ -80,7 +80,7 @@ pub struct UsageService {
     /// Whether any plan limits anything; when none does, no check reads anything.
     limited: bool,
     tenant_plans: RwLock<HashMap<TenantId, (Option<String>, Instant)>>,
-    windows: Mutex<HashMap<KeyId, Window>>,
+    windows: Mutex<HashMap<Subject, Window>>,
 }
 
 impl UsageService {
@@ -174,7 +174,7 @@ impl UsageService {
         if windows.len() >= MAX_WINDOWS {
             windows.retain(|_, window| now.duration_since(window.started) < WINDOW);
         }
-        let window = windows.entry(principal.key_id).or_insert(Window {
+        let window = windows.entry(principal.subject).or_insert(Window {
             started: now,
             count: 0,
         });
@@ -235,7 +235,7 @@ impl UsageService {
         let call = ModelCall {
             id: EventId::new(),
             tenant_id: principal.tenant_id,
-            key_id: Some(principal.key_id),
+            key_id: principal.key_id(),
             model: model.to_owned(),
             endpoint: endpoint.to_owned(),
             prompt_tokens,

@@ -173,7 +173,7 @@ impl RunService {
             agent_version: agent.version,
             session_id: session.id.clone(),
             user_id: request.user_id,
-            key_id: Some(principal.key_id),
+            key_id: principal.key_id(),
             parent_run_id: None,
             status: RunStatus::Pending,
             input,
