@@ -6,7 +6,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use agentd_core::{
-    AgentId, ApiKey, KeyId, UserId, KeyName, NewApiKey, PlainKey, Scope, ScopeSet, Tenant, TenantId, TenantSlug,
+    AgentId, ApiKey, KeyId, KeyName, NewApiKey, PlainKey, Scope, ScopeSet, Tenant, TenantId,
+    TenantSlug, UserId,
 };
 use agentd_store::Store;
 use chrono::Duration;

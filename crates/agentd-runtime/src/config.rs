@@ -45,6 +45,11 @@ pub struct Config {
     pub default_plan: String,
     pub runs: RunsConfig,
     pub tools: ToolsConfig,
+    /// The key that seals secrets at rest (agent private keys, the JWT signing key): 32 bytes as
+    /// base64 or hex, usually from `AGENTD_MASTER_KEY`. Unset, `<data_dir>/master.key` is used,
+    /// generated on first start. Nodes sharing one database need the same key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub master_key: Option<String>,
 }
 
 /// The limits of a plan; an unset limit is no limit.
@@ -173,6 +178,7 @@ impl Default for Config {
             default_plan: "default".to_owned(),
             runs: RunsConfig::default(),
             tools: ToolsConfig::default(),
+            master_key: None,
         }
     }
 }
@@ -283,6 +289,7 @@ impl Config {
         }
         Self {
             database_url: self.redacted_database_url(),
+            master_key: self.master_key.as_ref().map(|_| "***".to_owned()),
             providers,
             ..self.clone()
         }

@@ -57,6 +57,8 @@ pub enum Error {
     Provider(#[source] agentd_models::ModelError),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("internal: {0}")]
+    Internal(String),
     #[error("the database is unavailable")]
     Unavailable(#[source] StoreError),
     #[error("store failure")]
@@ -103,7 +105,7 @@ impl Error {
             Self::Provider(agentd_models::ModelError::RateLimited { .. }) => ErrorCode::RateLimited,
             Self::Provider(_) => ErrorCode::ProviderFailed,
             Self::Unavailable(_) => ErrorCode::Unavailable,
-            Self::Config(_) | Self::Store(_) => ErrorCode::Internal,
+            Self::Config(_) | Self::Internal(_) | Self::Store(_) => ErrorCode::Internal,
         }
     }
 

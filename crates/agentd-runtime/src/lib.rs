@@ -16,6 +16,7 @@ pub mod page;
 pub mod registry;
 pub mod resources;
 pub mod runs;
+pub mod secrets;
 pub mod sessions;
 pub mod tools;
 pub mod usage;
@@ -46,6 +47,8 @@ pub struct Runtime {
     pub sessions: Arc<SessionService>,
     pub usage: Arc<UsageService>,
     pub gateway: Arc<GatewayService>,
+    /// Seals secrets at rest (agent private keys, the JWT signing key).
+    pub master_key: Arc<secrets::MasterKey>,
     /// When this node started, for `/health` and `/info`.
     pub started_at: agentd_core::Timestamp,
 }
@@ -63,6 +66,10 @@ impl Runtime {
     #[tracing::instrument(skip_all, fields(backend))]
     pub async fn start(config: Config) -> Result<Started, Error> {
         let url = config.database_url()?;
+        let master_key = Arc::new(secrets::MasterKey::load(
+            config.master_key.as_deref(),
+            &config.data_dir,
+        )?);
         let store = agentd_store::connect(&url).await.map_err(Error::from)?;
         tracing::Span::current().record("backend", store.backend().as_str());
         let access = Arc::new(AccessService::new(store.clone()));
@@ -107,6 +114,7 @@ impl Runtime {
             resources,
             store,
             access,
+            master_key,
             started_at: agentd_core::now(),
         };
         Ok(Started {
