@@ -300,6 +300,10 @@ pub struct Agent {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub last_heartbeat_at: Option<Timestamp>,
+    /// The agent's Ed25519 public key, base64. Its private half is kept sealed in the store and never
+    /// leaves the identity service. `None` for an agent made before identities existed, until one is
+    /// first needed.
+    pub public_key: Option<String>,
 }
 
 /// One stored version of an agent's spec.

@@ -72,6 +72,10 @@ uuid_id!(
     RunId
 );
 uuid_id!(
+    /// Identifies one entry of the audit log.
+    AuditId
+);
+uuid_id!(
     /// Identifies a user: a person who logs in (by magic link or OAuth) to one tenant.
     UserId
 );

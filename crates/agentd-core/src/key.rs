@@ -7,7 +7,7 @@ use std::fmt;
 use rand::distributions::{Alphanumeric, DistString};
 use sha2::{Digest, Sha256};
 
-use crate::{KeyId, ScopeSet, TenantId, Timestamp};
+use crate::{AgentId, KeyId, ScopeSet, TenantId, Timestamp};
 
 /// Every agentd API key starts with this, so leaked keys are easy to find and to redact.
 pub const KEY_PREFIX: &str = "agentd_";
@@ -100,6 +100,8 @@ pub struct ApiKey {
     /// Hex SHA-256 of the full key.
     pub hash: String,
     pub scopes: ScopeSet,
+    /// For an agent key: the one agent it is bound to (its scopes name only that agent).
+    pub agent_id: Option<AgentId>,
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
     pub last_used_at: Option<Timestamp>,
@@ -109,6 +111,19 @@ impl ApiKey {
     /// Whether the key has expired at `now`.
     pub fn is_expired(&self, now: Timestamp) -> bool {
         self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// The same key (id, name, scopes, agent, expiry) with a fresh secret, for rotation. The secret is
+    /// returned once, here; the old one stops matching as soon as the new hash is stored.
+    pub fn with_new_secret(&self) -> (ApiKey, PlainKey) {
+        let plain = PlainKey::generate();
+        let key = ApiKey {
+            prefix: plain.shown_prefix(),
+            hash: plain.hash(),
+            last_used_at: None,
+            ..self.clone()
+        };
+        (key, plain)
     }
 }
 
@@ -131,10 +146,18 @@ impl NewApiKey {
             prefix: plain.shown_prefix(),
             hash: plain.hash(),
             scopes: self.scopes,
+            agent_id: None,
             created_at: crate::now(),
             expires_at: self.expires_at,
             last_used_at: None,
         };
+        (key, plain)
+    }
+
+    /// Like [`issue`](Self::issue), for a key bound to one agent.
+    pub fn issue_for_agent(self, tenant_id: TenantId, agent: AgentId) -> (ApiKey, PlainKey) {
+        let (mut key, plain) = self.issue(tenant_id);
+        key.agent_id = Some(agent);
         (key, plain)
     }
 }
@@ -175,5 +198,24 @@ mod tests {
         assert!(KeyName::parse("   ").is_err());
         assert!(KeyName::parse(&"x".repeat(101)).is_err());
         assert!(KeyName::parse("a\nb").is_err());
+    }
+
+    #[test]
+    fn a_new_secret_keeps_everything_but_the_secret() {
+        let new = NewApiKey {
+            name: KeyName::parse("bot").unwrap(),
+            scopes: ScopeSet::default(),
+            expires_at: None,
+        };
+        let agent = AgentId::new();
+        let (mut key, old) = new.issue_for_agent(TenantId::new(), agent);
+        key.last_used_at = Some(crate::now());
+        let (rotated, plain) = key.with_new_secret();
+        assert_ne!(plain, old);
+        assert_eq!(rotated.hash, plain.hash());
+        assert_eq!(rotated.prefix, plain.shown_prefix());
+        assert_eq!(rotated.last_used_at, None);
+        assert_eq!((rotated.id, rotated.agent_id), (key.id, Some(agent)));
+        assert_eq!((&rotated.name, &rotated.scopes), (&key.name, &key.scopes));
     }
 }

@@ -7,6 +7,7 @@
 mod macros;
 
 pub mod agent;
+pub mod audit;
 pub mod error;
 pub mod ids;
 pub mod key;
@@ -14,12 +15,14 @@ pub mod redact;
 pub mod run;
 pub mod scope;
 pub mod tenant;
+pub mod user;
 
 pub use error::ErrorCode;
-pub use ids::{AgentId, EventId, KeyId, RunId, TenantId, UserId};
+pub use ids::{AgentId, AuditId, EventId, KeyId, RunId, TenantId, UserId};
 pub use key::{ApiKey, KeyName, NewApiKey, PlainKey};
 pub use scope::{Scope, ScopeSet};
 pub use tenant::{Tenant, TenantSlug};
+pub use user::{Email, OneTimeToken, Role, User};
 
 /// A point in time, always UTC. Stored as milliseconds since the Unix epoch.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

@@ -5,11 +5,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use agentd_core::User;
 use agentd_core::{
     AgentId, ApiKey, KeyId, KeyName, NewApiKey, PlainKey, Scope, ScopeSet, Tenant, TenantId,
     TenantSlug, UserId,
 };
 use agentd_store::Store;
+
+use crate::tokens::{TokenService, Verified};
 use chrono::Duration;
 
 use crate::{Error, Page, PageRequest};
@@ -34,20 +37,23 @@ pub struct Principal {
 }
 
 /// Who a principal is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Subject {
     /// An API key (a tenant's, or an agent's own).
     Key(KeyId),
-    /// A logged-in user, authenticated by a JWT.
+    /// A logged-in user, authenticated by one of agentd's JWTs.
     User(UserId),
+    /// The subject of an external issuer's JWT, as `<issuer name>:<sub>`.
+    External(Arc<str>),
 }
 
 impl Subject {
-    /// The subject as `key:<id>` or `user:<id>`.
+    /// The subject as `key:<id>`, `user:<id>` or `external:<issuer>:<sub>`.
     pub fn label(&self) -> String {
         match self {
             Self::Key(id) => format!("key:{id}"),
             Self::User(id) => format!("user:{id}"),
+            Self::External(subject) => format!("external:{subject}"),
         }
     }
 }
@@ -58,7 +64,7 @@ impl Principal {
         Self {
             tenant_id: key.tenant_id,
             subject: Subject::Key(key.id),
-            agent_id: None,
+            agent_id: key.agent_id,
             scopes: key.scopes.clone(),
         }
     }
@@ -67,15 +73,16 @@ impl Principal {
     pub fn key_id(&self) -> Option<KeyId> {
         match self.subject {
             Subject::Key(id) => Some(id),
-            Subject::User(_) => None,
+            Subject::User(_) | Subject::External(_) => None,
         }
     }
 
     /// Who acted, as recorded in agent events, owners and endorsements: the key or user id.
     pub fn actor(&self) -> String {
-        match self.subject {
+        match &self.subject {
             Subject::Key(id) => id.to_string(),
             Subject::User(id) => id.to_string(),
+            Subject::External(subject) => subject.to_string(),
         }
     }
 
@@ -91,9 +98,13 @@ impl Principal {
 
 /// Authentication and API key management.
 pub struct AccessService {
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     /// Verified keys by hash, with the time they were read from the store.
     cache: RwLock<HashMap<String, (ApiKey, Instant)>>,
+    /// Users behind agentd's own JWTs, with the time they were read.
+    users: RwLock<HashMap<UserId, (User, Instant)>>,
+    /// Verifies JWTs; `None` in a service that accepts API keys only.
+    tokens: Option<Arc<TokenService>>,
 }
 
 impl AccessService {
@@ -101,7 +112,15 @@ impl AccessService {
         Self {
             store,
             cache: RwLock::new(HashMap::new()),
+            users: RwLock::new(HashMap::new()),
+            tokens: None,
         }
+    }
+
+    /// The same service, also accepting the JWTs `tokens` verifies.
+    pub fn with_tokens(mut self, tokens: Arc<TokenService>) -> Self {
+        self.tokens = Some(tokens);
+        self
     }
 
     /// The key with this hash: from memory while fresh, else from the store.
@@ -134,7 +153,8 @@ impl AccessService {
         cache.insert(key.hash.clone(), (key, Instant::now()));
     }
 
-    fn forget(&self, id: KeyId) {
+    /// Drops a key from this node's cache, so a deleted or rotated key fails on the next request.
+    pub(crate) fn forget(&self, id: KeyId) {
         let mut cache = self
             .cache
             .write()
@@ -145,8 +165,12 @@ impl AccessService {
     /// Resolves a bearer credential to a principal. Unknown, malformed and expired keys are all
     /// `InvalidCredentials`; the reason goes to the client but never the key.
     pub async fn authenticate(&self, credential: &str) -> Result<Principal, Error> {
-        let plain = PlainKey::parse(credential)
-            .ok_or(Error::InvalidCredentials("not an agentd API key"))?;
+        if credential.matches('.').count() == 2 {
+            return self.authenticate_jwt(credential).await;
+        }
+        let plain = PlainKey::parse(credential).ok_or(Error::InvalidCredentials(
+            "neither an agentd API key nor a JWT",
+        ))?;
         let mut key = self
             .key_by_hash(&plain.hash())
             .await?
@@ -164,6 +188,77 @@ impl AccessService {
             self.remember(key.clone());
         }
         Ok(Principal::for_key(&key))
+    }
+
+    /// A JWT's principal. For agentd's own tokens the user is read again (from memory for a few
+    /// seconds), so a removed user or a changed role takes effect at once, not when the token expires.
+    async fn authenticate_jwt(&self, token: &str) -> Result<Principal, Error> {
+        let Some(tokens) = &self.tokens else {
+            return Err(Error::InvalidCredentials("this server accepts no JWTs"));
+        };
+        match tokens.verify(token).await? {
+            Verified::Own { tenant_id, user_id } => {
+                let user =
+                    self.user(tenant_id, user_id)
+                        .await?
+                        .ok_or(Error::InvalidCredentials(
+                            "the token's user no longer exists",
+                        ))?;
+                Ok(Principal {
+                    tenant_id,
+                    subject: Subject::User(user_id),
+                    agent_id: None,
+                    scopes: user.role.scopes(),
+                })
+            }
+            Verified::External(identity) => {
+                let slug = TenantSlug::parse(&identity.tenant)
+                    .map_err(|_| Error::InvalidCredentials("the token's tenant is not a slug"))?;
+                let tenant = self.store.get_tenant_by_slug(&slug).await?.ok_or(
+                    Error::InvalidCredentials("the token's tenant does not exist"),
+                )?;
+                Ok(Principal {
+                    tenant_id: tenant.id,
+                    subject: Subject::External(identity.subject.into()),
+                    agent_id: None,
+                    scopes: identity.scopes,
+                })
+            }
+        }
+    }
+
+    async fn user(&self, tenant: TenantId, id: UserId) -> Result<Option<User>, Error> {
+        let cached = self
+            .users
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&id)
+            .filter(|(user, read_at)| user.tenant_id == tenant && read_at.elapsed() < KEY_CACHE_TTL)
+            .map(|(user, _)| user.clone());
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let stored = self.store.get_user(tenant, id).await?;
+        let mut users = self
+            .users
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if users.len() >= KEY_CACHE_MAX {
+            users.clear();
+        }
+        match &stored {
+            Some(user) => users.insert(id, (user.clone(), Instant::now())),
+            None => users.remove(&id),
+        };
+        Ok(stored)
+    }
+
+    /// Drops a user from memory, after a change of role or a removal.
+    pub fn forget_user(&self, id: UserId) {
+        self.users
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&id);
     }
 
     /// Makes a key in the caller's tenant. A key never grants more than its creator holds.

@@ -50,6 +50,8 @@ pub struct Config {
     /// generated on first start. Nodes sharing one database need the same key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub master_key: Option<String>,
+    pub auth: crate::auth_config::AuthConfig,
+    pub smtp: crate::auth_config::SmtpConfig,
 }
 
 /// The limits of a plan; an unset limit is no limit.
@@ -179,6 +181,8 @@ impl Default for Config {
             runs: RunsConfig::default(),
             tools: ToolsConfig::default(),
             master_key: None,
+            auth: Default::default(),
+            smtp: Default::default(),
         }
     }
 }

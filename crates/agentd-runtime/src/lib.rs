@@ -7,26 +7,37 @@ use agentd_core::PlainKey;
 use agentd_store::Store;
 
 pub mod access;
+pub mod agent_keys;
+pub mod audit;
+pub mod auth_config;
 pub mod capabilities;
 pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod health;
+pub mod identity;
+pub mod login;
+pub mod mail;
 pub mod page;
 pub mod registry;
 pub mod resources;
 pub mod runs;
 pub mod secrets;
 pub mod sessions;
+pub mod tokens;
 pub mod tools;
 pub mod usage;
+pub mod users;
 
 pub use access::{AccessService, Principal, Subject};
-pub use agentd_store::{AgentFilter, AgentUsage, RunFilter, RunStats, SessionFilter};
+pub use agent_keys::NewAgentKey;
+pub use agentd_store::{AgentFilter, AgentUsage, AuditFilter, RunFilter, RunStats, SessionFilter};
+pub use audit::{AuditService, ChainReport};
 pub use capabilities::CapabilityService;
 pub use config::Config;
 pub use error::Error;
 pub use gateway::{GatewayService, ListedModel, Target};
+pub use identity::{IdentityService, Signature, Verification, VerifyRequest};
 pub use page::{Page, PageRequest};
 pub use registry::{RegistryService, SpecPatch};
 pub use resources::ResourceService;
@@ -47,8 +58,18 @@ pub struct Runtime {
     pub sessions: Arc<SessionService>,
     pub usage: Arc<UsageService>,
     pub gateway: Arc<GatewayService>,
+    /// The audit log; call [`AuditService::flush`] before closing the store.
+    pub audit: Arc<AuditService>,
+    /// Agents' Ed25519 identities: signing and verifying.
+    pub identity: Arc<IdentityService>,
     /// Seals secrets at rest (agent private keys, the JWT signing key).
     pub master_key: Arc<secrets::MasterKey>,
+    /// Issues and verifies JWTs; publishes the JWKS.
+    pub tokens: Arc<tokens::TokenService>,
+    /// Magic links, OAuth logins and refreshes.
+    pub login: Arc<login::LoginService>,
+    /// Users of a tenant, and tenants.
+    pub users: Arc<users::UserService>,
     /// When this node started, for `/health` and `/info`.
     pub started_at: agentd_core::Timestamp,
 }
@@ -72,7 +93,23 @@ impl Runtime {
         )?);
         let store = agentd_store::connect(&url).await.map_err(Error::from)?;
         tracing::Span::current().record("backend", store.backend().as_str());
-        let access = Arc::new(AccessService::new(store.clone()));
+        let tokens =
+            Arc::new(tokens::TokenService::load(store.clone(), &master_key, &config.auth).await?);
+        let access = Arc::new(AccessService::new(store.clone()).with_tokens(tokens.clone()));
+        let mailer = Arc::new(mail::Mailer::from_config(&config.smtp, &config.data_dir)?);
+        let public_url = config
+            .auth
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", config.listen));
+        let login = Arc::new(login::LoginService::new(
+            store.clone(),
+            tokens.clone(),
+            mailer,
+            config.auth.clone(),
+            public_url,
+        )?);
+        let identity = Arc::new(IdentityService::new(store.clone(), master_key.clone()));
         let first_admin_key = access.bootstrap_default_tenant().await?;
         let policy = health::HealthPolicy::from(&config.health);
         let resources = Arc::new(ResourceService::new(store.clone()));
@@ -102,6 +139,7 @@ impl Runtime {
         let runtime = Self {
             runs,
             sessions: Arc::new(SessionService::new(store.clone())),
+            audit: Arc::new(AuditService::start(store.clone())),
             usage,
             gateway,
             config: Arc::new(config),
@@ -109,12 +147,17 @@ impl Runtime {
                 store.clone(),
                 policy,
                 resources.clone(),
+                identity.clone(),
             )),
+            identity,
             capabilities: Arc::new(CapabilityService::new(store.clone())),
+            users: Arc::new(users::UserService::new(store.clone(), access.clone())),
             resources,
             store,
             access,
             master_key,
+            tokens,
+            login,
             started_at: agentd_core::now(),
         };
         Ok(Started {

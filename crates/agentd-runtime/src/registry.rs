@@ -11,6 +11,7 @@ use agentd_core::{AgentId, EventId, TenantId};
 use agentd_store::{AgentFilter, Store, Update};
 
 use crate::health::{health_events, mark_ready, HealthPolicy, HealthSweeper, Verdict};
+use crate::identity::IdentityService;
 use crate::resources::{Gauges, ResourceService};
 use crate::{Error, Page, PageRequest, Principal};
 
@@ -91,6 +92,8 @@ pub struct RegistryService {
     store: Arc<dyn Store>,
     health: HealthPolicy,
     resources: Arc<ResourceService>,
+    /// Gives each new agent its Ed25519 identity.
+    identity: Arc<IdentityService>,
 }
 
 /// An agent's health and the reasoning behind it.
@@ -108,11 +111,13 @@ impl RegistryService {
         store: Arc<dyn Store>,
         health: HealthPolicy,
         resources: Arc<ResourceService>,
+        identity: Arc<IdentityService>,
     ) -> Self {
         Self {
             store,
             health,
             resources,
+            identity,
         }
     }
 
@@ -182,8 +187,9 @@ impl RegistryService {
         })
     }
 
-    /// Creates an agent at version 1. A local agent is ready at once: it passes through
-    /// `initializing` to `idle`. A remote agent stays `initializing` until it is heard from.
+    /// Creates an agent at version 1, with its Ed25519 identity. A local agent is ready at once: it
+    /// passes through `initializing` to `idle`. A remote agent stays `initializing` until it is heard
+    /// from.
     #[tracing::instrument(skip_all, fields(tenant.id = %principal.tenant_id))]
     pub async fn create(&self, principal: &Principal, mut spec: AgentSpec) -> Result<Agent, Error> {
         spec.validate()
@@ -192,8 +198,10 @@ impl RegistryService {
             spec.owner = Some(principal.actor());
         }
         let now = agentd_core::now();
+        let id = AgentId::new();
+        let identity = self.identity.mint(id)?;
         let mut agent = Agent {
-            id: AgentId::new(),
+            id,
             tenant_id: principal.tenant_id,
             version: 1,
             spec,
@@ -202,6 +210,7 @@ impl RegistryService {
             created_at: now,
             updated_at: now,
             last_heartbeat_at: None,
+            public_key: Some(identity.public_key),
         };
         let actor = principal.actor();
         let mut events = vec![
@@ -215,7 +224,9 @@ impl RegistryService {
             );
             agent.status = AgentStatus::Idle;
         }
-        self.store.create_agent(&agent, &events).await?;
+        self.store
+            .create_agent(&agent, Some(&identity.sealed_private_key), &events)
+            .await?;
         tracing::info!(agent.id = %agent.id, "agent created");
         Ok(agent)
     }

@@ -174,7 +174,7 @@ impl UsageService {
         if windows.len() >= MAX_WINDOWS {
             windows.retain(|_, window| now.duration_since(window.started) < WINDOW);
         }
-        let window = windows.entry(principal.subject).or_insert(Window {
+        let window = windows.entry(principal.subject.clone()).or_insert(Window {
             started: now,
             count: 0,
         });

@@ -55,6 +55,16 @@ pub mod scopes {
     }
 
     scope_markers! {
+        /// List and read the tenant's users.
+        UsersRead = "users:read";
+        /// Add users and change their names and roles.
+        UsersWrite = "users:write";
+        /// Remove users.
+        UsersDelete = "users:delete";
+        /// Read the caller's tenant.
+        TenantRead = "tenant:read";
+        /// Platform administration (making tenants): the admin scope, in the first tenant.
+        PlatformAdmin = "agent_os:admin";
         /// Read the server configuration.
         ConfigRead = "config:read";
         /// Scrape Prometheus metrics.
@@ -73,6 +83,13 @@ pub mod scopes {
         AgentsDelete = "agents:delete" per "agent_id";
         /// Run agents: start, continue, cancel and follow runs.
         AgentsRun = "agents:run" per "agent_id";
+        /// Sign payloads with an agent's Ed25519 identity.
+        AgentsSign = "agents:sign" per "agent_id";
+        /// Manage an agent's keys: create, list, revoke and rotate them (an agent key holds this for
+        /// its own agent by default, so it can rotate itself).
+        AgentsKeys = "agents:keys" per "agent_id";
+        /// Verify agent signatures (reveals public keys only).
+        IdentityVerify = "identity:verify";
         /// List and read sessions and their runs.
         SessionsRead = "sessions:read";
         /// Create, rename and change sessions.
@@ -85,6 +102,8 @@ pub mod scopes {
         ModelsRun = "models:run";
         /// Read the tenant's metered usage and plan.
         UsageRead = "usage:read";
+        /// Read the tenant's audit log.
+        AuditRead = "audit:read";
     }
 }
 
@@ -110,6 +129,9 @@ where
         let credential = bearer_credential(parts)?;
         let access = Arc::<AccessService>::from_ref(state);
         let principal = access.authenticate(credential).await?;
+        if let Some(slot) = parts.extensions.get::<PrincipalSlot>() {
+            slot.fill(principal.clone());
+        }
         // Every authenticated request counts against the plan's rate, allowed or not.
         let rate = Arc::<UsageService>::from_ref(state)
             .admit(&principal)
@@ -179,10 +201,27 @@ impl RateSlot {
     }
 }
 
+/// Where the `Auth` extractor leaves the authenticated principal (before checking its scope, so a
+/// 403 is recorded with who was refused) for the audit middleware (see `crate::audit`).
+#[derive(Clone, Default)]
+pub struct PrincipalSlot(Arc<std::sync::Mutex<Option<Principal>>>);
+
+impl PrincipalSlot {
+    fn fill(&self, principal: Principal) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(principal);
+    }
+
+    /// The principal left by the extractor, if the route authenticated one.
+    pub fn take(&self) -> Option<Principal> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
 /// The token of an `Authorization: Bearer <token>` header.
 fn bearer_credential(parts: &Parts) -> Result<&str, ApiError> {
     let Some(header) = parts.headers.get(AUTHORIZATION) else {
-        return Err(agentd_runtime::Error::MissingCredentials.into());
+        // A browser that logged in holds its JWT in a cookie instead.
+        return token_cookie(parts).ok_or(agentd_runtime::Error::MissingCredentials.into());
     };
     let value = header.to_str().map_err(|_| {
         agentd_runtime::Error::InvalidCredentials("the Authorization header is not text")
@@ -198,6 +237,20 @@ fn bearer_credential(parts: &Parts) -> Result<&str, ApiError> {
         )
         .into()),
     }
+}
+
+/// The JWT of the login cookie (`agentd_token`), if the request carries one.
+fn token_cookie(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == crate::routes::login::TOKEN_COOKIE)
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty())
 }
 
 /// The resource ids a principal's per-resource scopes name for `scope` (`agents:read` → the `a1` of

@@ -16,6 +16,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
+pub mod audit;
 pub mod auth;
 pub mod extract;
 pub mod form;
@@ -46,6 +47,10 @@ pub fn router(state: AppState) -> Router {
                     state.metrics.clone(),
                     middleware::observe,
                 ))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.audit.clone(),
+                    audit::record_requests,
+                ))
                 .layer(axum::middleware::from_fn(middleware::face_errors_and_rates))
                 .layer(axum::middleware::from_fn(
                     middleware::problem_for_bare_errors,
@@ -72,6 +77,8 @@ pub async fn serve(
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
     });
+    // The peer address reaches handlers and the audit log as `ConnectInfo`.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!("shutting down: finishing in-flight requests");

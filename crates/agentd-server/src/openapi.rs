@@ -26,6 +26,10 @@ pub const BEARER: &str = "bearer";
         (name = "system", description = "Health, information, configuration and metrics"),
         (name = "keys", description = "API keys of the caller's tenant"),
         (name = "agents", description = "The agent registry: specs, versions, lifecycle and events"),
+        (name = "users", description = "Users of the tenant with their roles, the tenant, and making tenants"),
+        (name = "auth", description = "Logging in: magic links, OAuth, refresh, and agentd's JWT signing key"),
+        (name = "audit", description = "The audit log: every change and every refused request, hash-chained per tenant"),
+        (name = "identity", description = "Agents' Ed25519 identities: agent keys, rotation, signing and verification"),
     )
 )]
 pub struct ApiDoc;

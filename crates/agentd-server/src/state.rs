@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
+use agentd_runtime::IdentityService;
 use agentd_runtime::{
-    AccessService, CapabilityService, Config, GatewayService, RegistryService, ResourceService,
-    RunService, Runtime, SessionService, UsageService,
+    AccessService, AuditService, CapabilityService, Config, GatewayService, RegistryService,
+    ResourceService, RunService, Runtime, SessionService, UsageService,
 };
 use axum::extract::FromRef;
 
@@ -22,6 +23,11 @@ pub struct AppState {
     pub sessions: Arc<SessionService>,
     pub usage: Arc<UsageService>,
     pub gateway: Arc<GatewayService>,
+    pub identity: Arc<IdentityService>,
+    pub audit: Arc<AuditService>,
+    pub users: Arc<agentd_runtime::users::UserService>,
+    pub login: Arc<agentd_runtime::login::LoginService>,
+    pub tokens: Arc<agentd_runtime::tokens::TokenService>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
 }
@@ -38,6 +44,11 @@ impl AppState {
             sessions: runtime.sessions.clone(),
             usage: runtime.usage.clone(),
             gateway: runtime.gateway.clone(),
+            identity: runtime.identity.clone(),
+            audit: runtime.audit.clone(),
+            users: runtime.users.clone(),
+            login: runtime.login.clone(),
+            tokens: runtime.tokens.clone(),
             config: runtime.config.clone(),
             metrics: Arc::new(Metrics::default()),
             runtime,

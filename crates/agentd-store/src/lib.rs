@@ -5,7 +5,8 @@
 //! writes) and filters on it. The one read that cannot know the tenant beforehand is
 //! [`KeyStore::find_key_by_hash`]: the key's hash *is* the credential that names the tenant. Two
 //! system reads visit every tenant on purpose: [`TenantStore::list_tenant_ids`] (for jobs such as the
-//! health sweeper) and [`RunStore::list_unfinished_runs`] (a restarting node's own runs).
+//! health sweeper) and [`RunStore::list_unfinished_runs`] (a restarting node's own runs); and
+//! [`AuditStore::audit_chains`] lists every tenant's audit chain for `agentd audit verify`.
 
 use std::sync::Arc;
 
@@ -13,10 +14,13 @@ use agentd_core::agent::{
     Agent, AgentEvent, AgentHealth, AgentResources, AgentStatus, AgentVersion, Capability,
     Endorsement,
 };
+use agentd_core::audit::{AuditEntry, AuditOutcome, AuditRecord};
 use agentd_core::run::{Run, RunEvent, RunStatus, Session, SessionId, SessionKind};
+use agentd_core::user::{StoredToken, TokenKind};
 use agentd_core::{
     AgentId, ApiKey, EventId, KeyId, RunId, Tenant, TenantId, TenantSlug, Timestamp,
 };
+use agentd_core::{Email, Role, User, UserId};
 use async_trait::async_trait;
 
 pub mod sql;
@@ -86,11 +90,14 @@ pub trait Store:
     TenantStore
     + KeyStore
     + AgentStore
+    + IdentityStore
     + CapabilityStore
     + ResourceStore
     + SessionStore
     + RunStore
     + UsageStore
+    + AuditStore
+    + UserStore
     + Send
     + Sync
     + 'static
@@ -125,6 +132,106 @@ pub trait TenantStore {
     async fn set_tenant_plan(&self, id: TenantId, plan: Option<&str>) -> Result<bool, StoreError>;
 }
 
+/// Users of a tenant, ordered by id (creation order); an email is unique within a tenant.
+#[async_trait]
+pub trait UserStore {
+    /// Inserts a user; an email the tenant already has is a [`StoreError::Conflict`].
+    async fn insert_user(&self, user: &User) -> Result<(), StoreError>;
+    /// One user of the tenant.
+    async fn get_user(&self, tenant: TenantId, id: UserId) -> Result<Option<User>, StoreError>;
+    /// The tenant's user with this email.
+    async fn find_user_by_email(
+        &self,
+        tenant: TenantId,
+        email: &Email,
+    ) -> Result<Option<User>, StoreError>;
+    /// Up to `limit` users of the tenant with ids after `after`.
+    async fn list_users(
+        &self,
+        tenant: TenantId,
+        after: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<User>, StoreError>;
+    /// Writes a user's name, role, `updated_at` and `last_login_at`; `false` if there is no such user.
+    async fn update_user(&self, user: &User) -> Result<bool, StoreError>;
+    /// Deletes a user with their tokens; `false` if the tenant has no such user.
+    async fn delete_user(&self, tenant: TenantId, id: UserId) -> Result<bool, StoreError>;
+    /// How many users of the tenant have `role`.
+    async fn count_users_with_role(&self, tenant: TenantId, role: Role) -> Result<u64, StoreError>;
+
+    /// Stores a one-time token (by hash).
+    async fn insert_token(&self, token: &StoredToken) -> Result<(), StoreError>;
+    /// Marks the token of this kind and hash used at `now`, if it is unused and unexpired, and
+    /// returns it; else returns what is stored (used or expired), or `None` for an unknown token.
+    /// Two callers racing for one token: only one gets it back with `used_at == now` from this call.
+    async fn use_token(
+        &self,
+        kind: TokenKind,
+        hash: &str,
+        now: Timestamp,
+    ) -> Result<TokenUse, StoreError>;
+    /// Marks every unused refresh token of a user used (logout everywhere).
+    async fn revoke_user_tokens(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Stores an OAuth login in flight.
+    async fn insert_oauth_state(&self, state: &OAuthState) -> Result<(), StoreError>;
+    /// Removes and returns the OAuth login with this state hash, so a `state` works once.
+    async fn take_oauth_state(&self, hash: &str) -> Result<Option<OAuthState>, StoreError>;
+
+    /// The signing key for `purpose`, inserting `candidate` first if there is none. Nodes racing on
+    /// an empty table all get the one that was inserted first.
+    async fn signing_key(
+        &self,
+        candidate: &SigningKeyRecord,
+    ) -> Result<SigningKeyRecord, StoreError>;
+}
+
+/// What [`UserStore::use_token`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenUse {
+    /// The token was valid and is now used.
+    Used(StoredToken),
+    /// The token had been used before.
+    AlreadyUsed,
+    /// The token has expired.
+    Expired,
+    /// No such token.
+    Unknown,
+}
+
+/// An OAuth login between the redirect to the provider and its callback.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuthState {
+    /// SHA-256 of the `state` parameter.
+    pub hash: String,
+    pub provider: String,
+    pub tenant_id: TenantId,
+    /// The PKCE verifier whose challenge went to the provider.
+    pub code_verifier: String,
+    /// Where to send the browser after login.
+    pub redirect_to: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// A server signing key: the private half sealed with the master key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    /// What the key signs (`jwt`).
+    pub purpose: String,
+    /// Its key id, as published in the JWKS.
+    pub kid: String,
+    /// Base64 of the public key.
+    pub public_key: String,
+    pub private_sealed: String,
+    pub created_at: Timestamp,
+}
+
 /// API keys. Keys are ordered by id, which is creation order.
 #[async_trait]
 pub trait KeyStore {
@@ -146,6 +253,18 @@ pub trait KeyStore {
     /// Records that a key of the tenant was used at `at`.
     async fn touch_key(&self, tenant: TenantId, id: KeyId, at: Timestamp)
         -> Result<(), StoreError>;
+    /// Up to `limit` keys of the tenant bound to `agent`, with ids after `after`, oldest first.
+    async fn list_agent_keys(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+        after: Option<KeyId>,
+        limit: u32,
+    ) -> Result<Vec<ApiKey>, StoreError>;
+    /// Gives `key` (found by tenant and id) its new secret (`prefix`, `hash`) and clears its last use,
+    /// if its stored hash is still `old_hash`; `false` (nothing written) if it was rotated or deleted
+    /// meanwhile. Name, scopes, agent and expiry are kept.
+    async fn replace_key_secret(&self, key: &ApiKey, old_hash: &str) -> Result<bool, StoreError>;
 }
 
 /// Which agents a list returns. Unset fields do not filter; terminated agents are left out unless
@@ -179,8 +298,14 @@ pub enum Update {
 /// in the same transaction, so the log never misses a change and never records one that did not happen.
 #[async_trait]
 pub trait AgentStore {
-    /// Inserts a new agent (its version 1 and tags) with its first events.
-    async fn create_agent(&self, agent: &Agent, events: &[AgentEvent]) -> Result<(), StoreError>;
+    /// Inserts a new agent (its version 1, tags and identity) with its first events. `agent.public_key`
+    /// and `sealed_private_key` are the two halves of its identity: give both or neither.
+    async fn create_agent(
+        &self,
+        agent: &Agent,
+        sealed_private_key: Option<&str>,
+        events: &[AgentEvent],
+    ) -> Result<(), StoreError>;
     /// One agent of the tenant.
     async fn get_agent(&self, tenant: TenantId, id: AgentId) -> Result<Option<Agent>, StoreError>;
     /// Up to `limit` agents of the tenant matching `filter`, with ids after `after`, oldest first.
@@ -239,6 +364,39 @@ pub trait AgentStore {
         after: Option<EventId>,
         limit: u32,
     ) -> Result<Vec<AgentEvent>, StoreError>;
+}
+
+/// An agent's Ed25519 identity as stored: the public key (base64) and the PKCS#8 private key sealed
+/// with the master key. The store never sees the private key in clear.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedIdentity {
+    pub public_key: String,
+    pub sealed_private_key: String,
+}
+
+/// Agents' identities (the columns beside the agent row that [`AgentStore::create_agent`] fills).
+#[async_trait]
+pub trait IdentityStore {
+    /// The identity of one agent of the tenant; `None` if there is no such agent or it has none yet.
+    async fn get_agent_identity(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+    ) -> Result<Option<SealedIdentity>, StoreError>;
+    /// Gives an agent of the tenant its identity if it has none yet; `false` (nothing written) if it
+    /// has one already or there is no such agent. Nodes racing to give one agent an identity: one wins.
+    async fn set_agent_identity(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+        identity: &SealedIdentity,
+    ) -> Result<bool, StoreError>;
+    /// The tenant's agent with this public key (base64), if any.
+    async fn find_agent_by_public_key(
+        &self,
+        tenant: TenantId,
+        public_key: &str,
+    ) -> Result<Option<AgentId>, StoreError>;
 }
 
 /// Agents' capabilities and their endorsements. Declared skills become capabilities automatically.
@@ -467,6 +625,53 @@ pub trait UsageStore {
     ) -> Result<Vec<UsageRow>, StoreError>;
     /// Tokens (prompt + completion) the tenant used since `from`, runs and gateway calls together.
     async fn tokens_since(&self, tenant: TenantId, from: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// Which audit entries a list returns. Unset fields do not filter.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    /// Only entries of this actor (`key:<id>`, `user:<id>`, `anonymous`).
+    pub actor: Option<String>,
+    /// Only entries with this action (`POST /agents/{agent_id}/pause`).
+    pub action: Option<String>,
+    /// Only entries whose target starts with this (`/agents/<id>` matches the agent's sub-resources).
+    pub target_prefix: Option<String>,
+    /// Only entries concerning this agent.
+    pub agent_id: Option<AgentId>,
+    pub outcome: Option<AuditOutcome>,
+    /// Only entries created at or after this time.
+    pub from: Option<Timestamp>,
+    /// Only entries created before this time.
+    pub to: Option<Timestamp>,
+}
+
+/// The audit log: one hash chain per tenant (see `agentd_core::audit`), append-only. Besides the
+/// entries, the store keeps each chain's head (last seq and hash) so that deleting the last entries
+/// is found too.
+#[async_trait]
+pub trait AuditStore {
+    /// Appends `records` to their tenants' chains in one transaction, in order within each chain, and
+    /// returns them as stored. Safe when several nodes append at once: each chain is locked for the
+    /// transaction (SQLite has one writer; PostgreSQL takes an advisory lock per chain).
+    async fn append_audit(&self, records: &[AuditRecord]) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Up to `limit` entries of the tenant matching `filter`, newest first, with seq below `before`.
+    async fn list_audit(
+        &self,
+        tenant: TenantId,
+        filter: &AuditFilter,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Up to `limit` entries of one chain with seq above `after`, in seq order: for verification.
+    async fn audit_chain(
+        &self,
+        tenant: TenantId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Every chain (its tenant id, including the platform chain's nil id) with its recorded head
+    /// `(seq, hash)`, if one is recorded: the system read `agentd audit verify` walks.
+    async fn audit_chains(&self) -> Result<Vec<(TenantId, Option<(u64, String)>)>, StoreError>;
 }
 
 /// Opens the database named by `url` (`sqlite:<path>` or `postgres://…`), creating a SQLite file if

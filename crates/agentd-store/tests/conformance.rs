@@ -195,6 +195,7 @@ fn agent(tenant: &Tenant, name: &str, tags: &[&str]) -> Agent {
         created_at: now,
         updated_at: now,
         last_heartbeat_at: None,
+        public_key: None,
     }
 }
 
@@ -206,7 +207,7 @@ async fn agents_keep_versions_events_and_tenants(db: TestDb) {
     let first = agent(&a, "first", &["blue", "red"]);
     let created = AgentEvent::new(&first, AgentEventKind::Created, "create", "k");
     store
-        .create_agent(&first, std::slice::from_ref(&created))
+        .create_agent(&first, None, std::slice::from_ref(&created))
         .await
         .unwrap();
     assert_eq!(
@@ -368,7 +369,7 @@ async fn capabilities_and_resources_round_trip(db: TestDb) {
     store.create_tenant(&b).await.unwrap();
     let mut owner = agent(&a, "skilled", &[]);
     owner.spec.skills = vec!["research".to_owned()];
-    store.create_agent(&owner, &[]).await.unwrap();
+    store.create_agent(&owner, None, &[]).await.unwrap();
     let event = || {
         AgentEvent::new(
             &owner,
@@ -1307,7 +1308,577 @@ async fn usage_adds_up_runs_and_model_calls_per_key_agent_and_model(db: TestDb) 
         .is_empty());
 }
 
+async fn users_tokens_and_oauth_states_round_trip_once(db: TestDb) {
+    use agentd_core::user::{StoredToken, TokenKind};
+    use agentd_core::{Email, Role, User};
+    use agentd_store::{OAuthState, SigningKeyRecord, TokenUse};
+
+    let store = open(&db).await;
+    let (a, b) = (tenant("users-a"), tenant("users-b"));
+    store.create_tenant(&a).await.unwrap();
+    store.create_tenant(&b).await.unwrap();
+    let email = Email::parse("Ann@Example.com").unwrap();
+    let ann = User::new(a.id, email.clone(), Some("Ann".into()), Role::Owner);
+    store.insert_user(&ann).await.unwrap();
+    let again = User::new(a.id, email.clone(), None, Role::Viewer);
+    assert!(matches!(
+        store.insert_user(&again).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // The same address in another tenant is another user.
+    store
+        .insert_user(&User::new(b.id, email.clone(), None, Role::Viewer))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_user(a.id, ann.id).await.unwrap(),
+        Some(ann.clone())
+    );
+    assert_eq!(store.get_user(b.id, ann.id).await.unwrap(), None);
+    assert_eq!(
+        store.find_user_by_email(a.id, &email).await.unwrap(),
+        Some(ann.clone())
+    );
+    let bob = User::new(
+        a.id,
+        Email::parse("bob@example.com").unwrap(),
+        None,
+        Role::Member,
+    );
+    store.insert_user(&bob).await.unwrap();
+    let page = store.list_users(a.id, None, 1).await.unwrap();
+    assert_eq!(page, [ann.clone()]);
+    assert_eq!(
+        store.list_users(a.id, Some(ann.id), 10).await.unwrap(),
+        [bob.clone()]
+    );
+    let mut changed = bob.clone();
+    changed.role = Role::Admin;
+    changed.last_login_at = Some(agentd_core::now());
+    assert!(store.update_user(&changed).await.unwrap());
+    assert_eq!(store.get_user(a.id, bob.id).await.unwrap(), Some(changed));
+    assert_eq!(
+        store
+            .count_users_with_role(a.id, Role::Owner)
+            .await
+            .unwrap(),
+        1
+    );
+
+    let now = agentd_core::now();
+    let token = |hash: &str, expires_in: i64| StoredToken {
+        hash: hash.to_owned(),
+        kind: TokenKind::MagicLink,
+        tenant_id: a.id,
+        user_id: ann.id,
+        created_at: now,
+        expires_at: now + chrono::Duration::seconds(expires_in),
+        used_at: None,
+    };
+    store.insert_token(&token("fresh", 60)).await.unwrap();
+    store.insert_token(&token("stale", -1)).await.unwrap();
+    match store
+        .use_token(TokenKind::MagicLink, "fresh", now)
+        .await
+        .unwrap()
+    {
+        TokenUse::Used(used) => assert_eq!((used.user_id, used.used_at), (ann.id, Some(now))),
+        other => panic!("{other:?}"),
+    }
+    let use_token = |hash: &'static str, kind| {
+        let store = store.clone();
+        async move { store.use_token(kind, hash, now).await.unwrap() }
+    };
+    assert_eq!(
+        use_token("fresh", TokenKind::MagicLink).await,
+        TokenUse::AlreadyUsed
+    );
+    assert_eq!(
+        use_token("stale", TokenKind::MagicLink).await,
+        TokenUse::Expired
+    );
+    assert_eq!(
+        use_token("nope", TokenKind::MagicLink).await,
+        TokenUse::Unknown
+    );
+    // A token is only good for its own kind.
+    assert_eq!(
+        use_token("stale", TokenKind::Refresh).await,
+        TokenUse::Unknown
+    );
+    store
+        .insert_token(&StoredToken {
+            kind: TokenKind::Refresh,
+            ..token("refresh", 60)
+        })
+        .await
+        .unwrap();
+    store.revoke_user_tokens(a.id, ann.id, now).await.unwrap();
+    assert_eq!(
+        use_token("refresh", TokenKind::Refresh).await,
+        TokenUse::AlreadyUsed
+    );
+
+    let state = OAuthState {
+        hash: "state-hash".into(),
+        provider: "local".into(),
+        tenant_id: a.id,
+        code_verifier: "verifier".into(),
+        redirect_to: Some("/ui".into()),
+        created_at: now,
+        expires_at: now + chrono::Duration::minutes(10),
+    };
+    store.insert_oauth_state(&state).await.unwrap();
+    assert_eq!(
+        store.take_oauth_state("state-hash").await.unwrap(),
+        Some(state)
+    );
+    assert_eq!(store.take_oauth_state("state-hash").await.unwrap(), None);
+
+    let first = SigningKeyRecord {
+        purpose: "jwt".into(),
+        kid: "k1".into(),
+        public_key: "pk1".into(),
+        private_sealed: "sealed1".into(),
+        created_at: now,
+    };
+    assert_eq!(store.signing_key(&first).await.unwrap(), first);
+    let second = SigningKeyRecord {
+        kid: "k2".into(),
+        ..first.clone()
+    };
+    assert_eq!(store.signing_key(&second).await.unwrap(), first);
+
+    assert!(store.delete_user(a.id, ann.id).await.unwrap());
+    assert!(!store.delete_user(a.id, ann.id).await.unwrap());
+    assert_eq!(
+        use_token("fresh", TokenKind::MagicLink).await,
+        TokenUse::Unknown
+    );
+}
+
+async fn audit_chains_are_gapless_per_tenant_and_list_newest_first(db: TestDb) {
+    use agentd_core::audit::{
+        platform_tenant, AuditOutcome, AuditRecord, ChainVerifier, GENESIS_HASH,
+    };
+    use agentd_core::{AuditId, TenantId};
+    use agentd_store::AuditFilter;
+
+    let store = open(&db).await;
+    let (a, b, platform) = (TenantId::new(), TenantId::new(), platform_tenant());
+    let agent = AgentId::new();
+    let started = agentd_core::now();
+    let record =
+        |tenant: TenantId, action: &str, target: &str, agent_id, status: u16| AuditRecord {
+            id: AuditId::new(),
+            tenant_id: tenant,
+            actor: if tenant == platform {
+                "anonymous".to_owned()
+            } else {
+                format!("key:{tenant}")
+            },
+            action: action.to_owned(),
+            target: target.to_owned(),
+            agent_id,
+            status,
+            outcome: AuditOutcome::from_status(status),
+            client_addr: Some("127.0.0.1:4000".to_owned()),
+            request_id: Some("req-1".to_owned()),
+            created_at: started,
+        };
+
+    // One batch across three chains: each chain numbers its own entries from 1 and links them.
+    let batch = [
+        record(a, "POST /agents", "/agents", Some(agent), 201),
+        record(b, "POST /keys", "/keys", None, 201),
+        record(
+            a,
+            "POST /agents/{agent_id}/pause",
+            &format!("/agents/{agent}/pause"),
+            Some(agent),
+            200,
+        ),
+        record(platform, "POST /agents", "/agents", None, 401),
+    ];
+    let appended = store.append_audit(&batch).await.unwrap();
+    assert_eq!(appended.len(), 4);
+    let of = |tenant: TenantId| -> Vec<_> {
+        appended
+            .iter()
+            .filter(|e| e.record.tenant_id == tenant)
+            .cloned()
+            .collect()
+    };
+    let chain_a = of(a);
+    assert_eq!(chain_a.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(chain_a[0].record, batch[0], "stored as given");
+    assert_eq!(chain_a[0].prev_hash, GENESIS_HASH);
+    assert_eq!(chain_a[1].prev_hash, chain_a[0].hash);
+    assert_eq!(chain_a[1].hash, chain_a[1].computed_hash());
+    assert_eq!(of(b)[0].seq, 1);
+    assert_eq!(of(platform)[0].seq, 1);
+    assert!(store.append_audit(&[]).await.unwrap().is_empty());
+
+    // A later batch continues the chain.
+    let later = store
+        .append_audit(&[record(a, "DELETE /keys/{key_id}", "/keys/x", None, 404)])
+        .await
+        .unwrap();
+    assert_eq!(later[0].seq, 3);
+    assert_eq!(later[0].prev_hash, chain_a[1].hash);
+
+    // Lists: newest first, paged by seq, filtered, and only the tenant's own entries.
+    let seqs = |entries: Vec<agentd_core::audit::AuditEntry>| -> Vec<u64> {
+        entries.iter().map(|e| e.seq).collect()
+    };
+    let all = AuditFilter::default();
+    assert_eq!(
+        seqs(store.list_audit(a, &all, None, 10).await.unwrap()),
+        [3, 2, 1]
+    );
+    assert_eq!(
+        seqs(store.list_audit(a, &all, Some(3), 1).await.unwrap()),
+        [2]
+    );
+    let filtered = |filter: AuditFilter| {
+        let store = store.clone();
+        async move { seqs(store.list_audit(a, &filter, None, 10).await.unwrap()) }
+    };
+    assert_eq!(
+        filtered(AuditFilter {
+            agent_id: Some(agent),
+            ..Default::default()
+        })
+        .await,
+        [2, 1]
+    );
+    assert_eq!(
+        filtered(AuditFilter {
+            outcome: Some(AuditOutcome::Failed),
+            ..Default::default()
+        })
+        .await,
+        [3]
+    );
+    assert_eq!(
+        filtered(AuditFilter {
+            action: Some("POST /agents".to_owned()),
+            ..Default::default()
+        })
+        .await,
+        [1]
+    );
+    assert_eq!(
+        filtered(AuditFilter {
+            target_prefix: Some(format!("/agents/{agent}")),
+            ..Default::default()
+        })
+        .await,
+        [2]
+    );
+    assert_eq!(
+        filtered(AuditFilter {
+            actor: Some(format!("key:{a}")),
+            ..Default::default()
+        })
+        .await,
+        [3, 2, 1]
+    );
+    assert!(filtered(AuditFilter {
+        actor: Some("anonymous".to_owned()),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+    let hour = chrono::Duration::hours(1);
+    assert_eq!(
+        filtered(AuditFilter {
+            from: Some(started),
+            to: Some(started + hour),
+            ..Default::default()
+        })
+        .await,
+        [3, 2, 1]
+    );
+    assert!(filtered(AuditFilter {
+        from: Some(started + hour),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+    assert!(filtered(AuditFilter {
+        to: Some(started),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+    assert_eq!(
+        seqs(store.list_audit(b, &all, None, 10).await.unwrap()),
+        [1]
+    );
+    assert!(store
+        .list_audit(TenantId::new(), &all, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Appenders racing on one chain leave it gapless and linked.
+    let racers = (0..8).map(|i| {
+        let store = store.clone();
+        let entry = record(a, "POST /sessions", &format!("/sessions/{i}"), None, 201);
+        tokio::spawn(async move { store.append_audit(&[entry]).await.unwrap() })
+    });
+    for racer in racers {
+        racer.await.unwrap();
+    }
+
+    // The chains, with their heads, for verification; each walks clean.
+    let chains = store.audit_chains().await.unwrap();
+    let mut tenants: Vec<TenantId> = chains.iter().map(|(tenant, _)| *tenant).collect();
+    tenants.sort();
+    let mut expected = vec![a, b, platform];
+    expected.sort();
+    assert_eq!(tenants, expected);
+    for (tenant, head) in chains {
+        let mut verifier = ChainVerifier::new();
+        let mut after = 0;
+        loop {
+            let page = store.audit_chain(tenant, after, 3).await.unwrap();
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for entry in &page {
+                verifier
+                    .check(entry)
+                    .unwrap_or_else(|e| panic!("{tenant}: {e}"));
+            }
+        }
+        let head = head.expect("every chain has a head");
+        let count = verifier.finish(Some((head.0, head.1.as_str()))).unwrap();
+        assert_eq!(count, if tenant == a { 11 } else { 1 });
+    }
+}
+
+/// Agents' identities (made with the agent, or given once later) and keys bound to an agent.
+async fn agent_identities_and_agent_keys_round_trip(db: TestDb) {
+    use agentd_store::SealedIdentity;
+    let store = open(&db).await;
+    let (a, b) = (tenant("ids-a"), tenant("ids-b"));
+    store.create_tenant(&a).await.unwrap();
+    store.create_tenant(&b).await.unwrap();
+    let identity = |n: u8| SealedIdentity {
+        public_key: format!("public-{n}"),
+        sealed_private_key: format!("v1:sealed-{n}"),
+    };
+
+    // An agent made with its identity keeps both halves; the public one is on the agent.
+    let mut signer = agent(&a, "signer", &[]);
+    signer.public_key = Some(identity(1).public_key);
+    store
+        .create_agent(&signer, Some(&identity(1).sealed_private_key), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_agent(a.id, signer.id).await.unwrap(),
+        Some(signer.clone())
+    );
+    assert_eq!(
+        store.get_agent_identity(a.id, signer.id).await.unwrap(),
+        Some(identity(1))
+    );
+    assert_eq!(
+        store.get_agent_identity(b.id, signer.id).await.unwrap(),
+        None
+    );
+    assert!(
+        !store
+            .set_agent_identity(a.id, signer.id, &identity(2))
+            .await
+            .unwrap(),
+        "an identity is never replaced"
+    );
+    // A spec change keeps the identity.
+    let mut changed = signer.clone();
+    changed.version = 2;
+    let event = AgentEvent::new(&changed, AgentEventKind::ConfigUpdated, "update", "k");
+    store.update_agent_spec(&changed, 1, &event).await.unwrap();
+    assert_eq!(
+        store
+            .get_agent(a.id, signer.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .public_key,
+        signer.public_key
+    );
+
+    // An agent made without one (as before identities existed) is given one once, in its tenant only.
+    let legacy = agent(&a, "legacy", &[]);
+    store.create_agent(&legacy, None, &[]).await.unwrap();
+    assert_eq!(
+        store
+            .get_agent(a.id, legacy.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .public_key,
+        None
+    );
+    assert_eq!(
+        store.get_agent_identity(a.id, legacy.id).await.unwrap(),
+        None
+    );
+    assert!(!store
+        .set_agent_identity(b.id, legacy.id, &identity(3))
+        .await
+        .unwrap());
+    assert!(store
+        .set_agent_identity(a.id, legacy.id, &identity(3))
+        .await
+        .unwrap());
+    assert!(!store
+        .set_agent_identity(a.id, legacy.id, &identity(4))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.get_agent_identity(a.id, legacy.id).await.unwrap(),
+        Some(identity(3))
+    );
+    assert_eq!(
+        store
+            .get_agent(a.id, legacy.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .public_key,
+        Some(identity(3).public_key)
+    );
+    assert!(!store
+        .set_agent_identity(a.id, AgentId::new(), &identity(5))
+        .await
+        .unwrap());
+
+    // Agents are found by public key within their tenant.
+    assert_eq!(
+        store
+            .find_agent_by_public_key(a.id, "public-3")
+            .await
+            .unwrap(),
+        Some(legacy.id)
+    );
+    assert_eq!(
+        store
+            .find_agent_by_public_key(b.id, "public-3")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .find_agent_by_public_key(a.id, "public-9")
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Keys bound to an agent keep their agent and are listed per agent.
+    let tenant_key = key(&a, "tenant", &["keys:read"]);
+    let bind = |agent: AgentId, name: &str| {
+        NewApiKey {
+            name: KeyName::parse(name).unwrap(),
+            scopes: ScopeSet::new([Scope::parse(&format!("agents:{agent}:run")).unwrap()]),
+            expires_at: None,
+        }
+        .issue_for_agent(a.id, agent)
+        .0
+    };
+    let (first, second, other) = (
+        bind(signer.id, "first"),
+        bind(signer.id, "second"),
+        bind(legacy.id, "other"),
+    );
+    for k in [&tenant_key, &first, &second, &other] {
+        store.insert_key(k).await.unwrap();
+    }
+    assert_eq!(
+        store.get_key(a.id, first.id).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(first.agent_id, Some(signer.id));
+    assert_eq!(
+        store.find_key_by_hash(&first.hash).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store
+            .get_key(a.id, tenant_key.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .agent_id,
+        None
+    );
+    assert_eq!(
+        store
+            .list_agent_keys(a.id, signer.id, None, 10)
+            .await
+            .unwrap(),
+        vec![first.clone(), second.clone()]
+    );
+    assert_eq!(
+        store
+            .list_agent_keys(a.id, signer.id, Some(first.id), 10)
+            .await
+            .unwrap(),
+        vec![second.clone()]
+    );
+    assert_eq!(
+        store
+            .list_agent_keys(a.id, signer.id, None, 1)
+            .await
+            .unwrap(),
+        vec![first.clone()]
+    );
+    assert!(store
+        .list_agent_keys(b.id, signer.id, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.list_keys(a.id, None, 10).await.unwrap().len(), 4);
+
+    // Rotation replaces the secret by compare-and-set on the old hash, keeping the rest.
+    store
+        .touch_key(a.id, first.id, agentd_core::now())
+        .await
+        .unwrap();
+    let (rotated, _) = first.with_new_secret();
+    let mut foreign = rotated.clone();
+    foreign.tenant_id = b.id;
+    assert!(!store
+        .replace_key_secret(&foreign, &first.hash)
+        .await
+        .unwrap());
+    assert!(store
+        .replace_key_secret(&rotated, &first.hash)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .replace_key_secret(&rotated, &first.hash)
+            .await
+            .unwrap(),
+        "a stale rotation writes nothing"
+    );
+    assert_eq!(store.find_key_by_hash(&first.hash).await.unwrap(), None);
+    assert_eq!(
+        store.find_key_by_hash(&rotated.hash).await.unwrap(),
+        Some(rotated.clone())
+    );
+    assert_eq!(store.get_key(a.id, first.id).await.unwrap(), Some(rotated));
+}
+
 backend_tests!(
+    audit_chains_are_gapless_per_tenant_and_list_newest_first,
+    users_tokens_and_oauth_states_round_trip_once,
     usage_adds_up_runs_and_model_calls_per_key_agent_and_model,
     sessions_are_listed_newest_first_updated_and_deleted_with_their_runs,
     runs_save_by_compare_and_set_and_keep_their_event_logs,
@@ -1320,4 +1891,5 @@ backend_tests!(
     keys_page_in_creation_order,
     duplicate_key_ids_are_conflicts,
     reopening_keeps_data_and_migrations_are_idempotent,
+    agent_identities_and_agent_keys_round_trip,
 );

@@ -368,6 +368,7 @@ impl TestApp {
             let _ = server.await;
         }
         self.runtime.runs.shutdown().await;
+        self.runtime.audit.flush().await;
         self.runtime.store.close().await;
     }
 

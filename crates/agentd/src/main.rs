@@ -1,4 +1,5 @@
-//! The `agentd` command: `serve` runs the server; `migrate`, `config` and `keys` administer it.
+//! The `agentd` command: `serve` runs the server; `migrate`, `config`, `keys`, `tenants` and `audit`
+//! administer it.
 //! This is the only crate that uses `anyhow`: errors here are for an operator to read, not to match on.
 
 mod client;
@@ -58,6 +59,11 @@ enum Command {
         #[command(subcommand)]
         command: TenantsCommand,
     },
+    /// Check the audit log straight in the database.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Manage agents on a running server (`--server`/`AGENTD_URL`, `--key`/`AGENTD_KEY`).
     Agents {
         #[command(flatten)]
@@ -83,6 +89,17 @@ enum KeysCommand {
         /// Days until the key expires; never, if absent.
         #[arg(long)]
         expires_in_days: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk every tenant's hash chain (and the platform chain) and report the first entry that was
+    /// altered, deleted or reordered; exits non-zero if there is one.
+    Verify {
+        /// Check only this tenant's chain (its slug).
+        #[arg(long)]
+        tenant: Option<String>,
     },
 }
 
@@ -123,6 +140,7 @@ fn main() -> anyhow::Result<()> {
             Command::Migrate => migrate(config).await,
             Command::Keys { command } => keys(config, command).await,
             Command::Tenants { command } => tenants(config, command).await,
+            Command::Audit { command } => audit(config, command).await,
             Command::Agents { server, command } => client::run(server, command).await,
             Command::Config => Ok(()),
         }
@@ -155,6 +173,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         job.abort();
     }
     started.runtime.runs.shutdown().await;
+    started.runtime.audit.flush().await;
     started.runtime.store.close().await;
     tracing::info!("agentd stopped");
     Ok(())
@@ -241,6 +260,84 @@ async fn tenants(config: Config, command: TenantsCommand) -> anyhow::Result<()> 
     result?;
     tracing::info!(tenant = %tenant, plan = plan.as_deref().unwrap_or("(default)"), "plan set");
     Ok(())
+}
+
+async fn audit(config: Config, command: AuditCommand) -> anyhow::Result<()> {
+    let AuditCommand::Verify { tenant } = command;
+    let slug = tenant
+        .as_deref()
+        .map(TenantSlug::parse)
+        .transpose()
+        .context("--tenant")?;
+    let started = Runtime::start(config)
+        .await
+        .context("opening the database")?;
+    if let Some(key) = &started.first_admin_key {
+        print_first_admin_key(key.reveal());
+    }
+    let runtime = started.runtime;
+    let result = verify_audit(&runtime, slug.as_ref()).await;
+    runtime.store.close().await;
+    let (lines, broken) = result?;
+    print_lines(&lines);
+    match broken {
+        Some(chain) => anyhow::bail!("the audit log of {chain} has been tampered with"),
+        None => Ok(()),
+    }
+}
+
+/// The report lines of `agentd audit verify`, and the first broken chain's name if any.
+async fn verify_audit(
+    runtime: &Runtime,
+    slug: Option<&TenantSlug>,
+) -> anyhow::Result<(Vec<String>, Option<String>)> {
+    let only = match slug {
+        Some(slug) => Some(
+            runtime
+                .store
+                .get_tenant_by_slug(slug)
+                .await?
+                .with_context(|| format!("no tenant `{}`", slug.as_str()))?
+                .id,
+        ),
+        None => None,
+    };
+    let reports = runtime.audit.verify(only).await?;
+    let mut lines = Vec::new();
+    let mut first_broken = None;
+    let mut entries = 0;
+    for report in &reports {
+        let name = if report.tenant_id == agentd_core::audit::platform_tenant() {
+            format!("the platform chain ({})", report.tenant_id)
+        } else {
+            match runtime.store.get_tenant(report.tenant_id).await? {
+                Some(tenant) => format!("tenant `{}` ({})", tenant.slug.as_str(), report.tenant_id),
+                None => format!("deleted tenant {}", report.tenant_id),
+            }
+        };
+        entries += report.entries;
+        match &report.broken {
+            None => lines.push(format!("ok      {name}: {} entries", report.entries)),
+            Some(broken) => {
+                lines.push(format!("BROKEN  {name} at seq {}: {broken}", broken.seq()));
+                first_broken.get_or_insert(name);
+            }
+        }
+    }
+    if first_broken.is_none() {
+        lines.push(format!(
+            "audit log verified: {} chains, {entries} entries",
+            reports.len()
+        ));
+    }
+    Ok((lines, first_broken))
+}
+
+#[allow(clippy::print_stdout)]
+fn print_lines(lines: &[String]) {
+    for line in lines {
+        println!("{line}");
+    }
 }
 
 #[allow(clippy::print_stdout)]

@@ -21,6 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::audit::AuditEvent;
 use crate::auth::{scopes, Auth};
 use crate::extract::{Json, Path, Query};
 use crate::problem::ApiError;
@@ -316,6 +317,10 @@ pub struct AgentView {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_heartbeat_at: Option<DateTime<Utc>>,
+    /// The agent's Ed25519 public key, base64 (see `POST /agents/{agent_id}/sign`). `null` for an
+    /// agent made before identities existed, until its first signature.
+    #[schema(example = "MCowBQYDK2VwAyEA…")]
+    pub public_key: Option<String>,
 }
 
 impl From<Agent> for AgentView {
@@ -349,6 +354,7 @@ impl From<Agent> for AgentView {
             created_at: agent.created_at,
             updated_at: agent.updated_at,
             last_heartbeat_at: agent.last_heartbeat_at,
+            public_key: agent.public_key,
         }
     }
 }
@@ -423,10 +429,15 @@ async fn create_agent(
     let agent = registry
         .create(&auth.principal, AgentSpec::from(request))
         .await?;
+    let id = agent.id;
     // A new agent has no runs yet: its figures are zero.
     let mut view = AgentView::from(agent);
     view.performance = Some(PerformanceView::from(agentd_runtime::RunStats::default()));
-    Ok(view_with_etag(StatusCode::CREATED, view))
+    let mut response = view_with_etag(StatusCode::CREATED, view);
+    response
+        .extensions_mut()
+        .insert(AuditEvent::created(format!("/agents/{id}"), Some(id)));
+    Ok(response)
 }
 
 /// Lists the tenant's agents, oldest first, with filters. A key holding only per-agent read scopes

@@ -6,12 +6,14 @@ use agentd_core::{ApiKey, KeyId, KeyName, NewApiKey, Scope, ScopeSet};
 use agentd_runtime::{AccessService, PageRequest};
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::Extension;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::audit::AuditEvent;
 use crate::auth::{scopes, Auth};
 use crate::extract::{Json, Path, Query};
 use crate::problem::ApiError;
@@ -45,6 +47,8 @@ pub struct KeyView {
     /// The first characters of the key, to recognise it: `agentd_Ab12Cd`.
     pub prefix: String,
     pub scopes: Vec<String>,
+    /// For an agent key: the agent it is bound to; `null` for a tenant key.
+    pub agent_id: Option<uuid::Uuid>,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     /// Last successful authentication (updated at most once a minute).
@@ -58,6 +62,7 @@ impl From<ApiKey> for KeyView {
             name: key.name.as_str().to_owned(),
             prefix: key.prefix,
             scopes: key.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+            agent_id: key.agent_id.map(|id| id.as_uuid()),
             created_at: key.created_at,
             expires_at: key.expires_at,
             last_used_at: key.last_used_at,
@@ -137,18 +142,26 @@ async fn create_key(
     auth: Auth<scopes::KeysWrite>,
     State(access): State<Arc<AccessService>>,
     Json(request): Json<CreateKeyRequest>,
-) -> Result<(StatusCode, axum::Json<CreatedKeyView>), ApiError> {
+) -> Result<
+    (
+        StatusCode,
+        Extension<AuditEvent>,
+        axum::Json<CreatedKeyView>,
+    ),
+    ApiError,
+> {
     let new = NewApiKey {
         name: request.name,
         scopes: ScopeSet::new(request.scopes),
         expires_at: request.expires_at,
     };
     let (key, plain) = access.create_key(&auth.principal, new).await?;
+    let audit = AuditEvent::created(format!("/keys/{}", key.id), None);
     let view = CreatedKeyView {
         info: KeyView::from(key),
         key: plain.reveal().to_owned(),
     };
-    Ok((StatusCode::CREATED, axum::Json(view)))
+    Ok((StatusCode::CREATED, Extension(audit), axum::Json(view)))
 }
 
 /// One key of the tenant.

@@ -2,11 +2,13 @@
 //! PostgreSQL, driven over HTTP.
 
 mod agents;
+mod audit;
 mod capabilities;
 mod chat;
 mod errors;
 mod gateway;
 mod health;
+mod identity;
 mod keys;
 mod lifecycle;
 mod mcp_runs;

@@ -28,6 +28,11 @@ macro_rules! shared_queries {
             use crate::sql::prelude::*;
             include!("shared/agents.rs");
         }
+        mod identities {
+            use super::*;
+            use crate::sql::prelude::*;
+            include!("shared/identities.rs");
+        }
         mod capabilities {
             use super::*;
             use crate::sql::prelude::*;
@@ -53,6 +58,16 @@ macro_rules! shared_queries {
             use crate::sql::prelude::*;
             include!("shared/usage.rs");
         }
+        mod audit {
+            use super::*;
+            use crate::sql::prelude::*;
+            include!("shared/audit.rs");
+        }
+        mod users {
+            use super::*;
+            use crate::sql::prelude::*;
+            include!("shared/users.rs");
+        }
     };
 }
 pub(crate) use shared_queries;
@@ -75,9 +90,9 @@ mod prelude {
         time_from_millis, to_json_text,
     };
     pub(super) use crate::{
-        AgentFilter, AgentStore, AgentUsage, CapabilityStore, KeyStore, ModelCall, ResourceStore,
-        RunFilter, RunStats, RunStore, SessionCursor, SessionFilter, SessionStore, TenantStore,
-        Update, UsageRow, UsageStore,
+        AgentFilter, AgentStore, AgentUsage, CapabilityStore, IdentityStore, KeyStore, ModelCall,
+        ResourceStore, RunFilter, RunStats, RunStore, SessionCursor, SessionFilter, SessionStore,
+        TenantStore, Update, UsageRow, UsageStore,
     };
 }
 

@@ -21,6 +21,24 @@ type SqlStore = PgStore;
 
 crate::sql::shared_queries!();
 
+/// Makes this transaction the only appender to `tenant`'s audit chain until it ends: a transaction-
+/// scoped advisory lock, so nodes sharing the database append one after another. The key is the
+/// tenant id folded to 64 bits and mixed with a constant naming the audit chain (a collision only
+/// makes two chains wait for each other).
+async fn lock_audit_chain(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    tenant: agentd_core::TenantId,
+) -> Result<(), StoreError> {
+    const AUDIT_CHAIN_LOCK: u64 = 0x6175_6469_745f_6c6f; // "audit_lo"
+    let (high, low) = tenant.as_uuid().as_u64_pair();
+    let key = (high ^ low ^ AUDIT_CHAIN_LOCK) as i64;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(key)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 impl PgStore {
     /// Connects to the server named by a `postgres://` URL and migrates the schema.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {

@@ -21,6 +21,15 @@ type SqlStore = SqliteStore;
 
 crate::sql::shared_queries!();
 
+/// SQLite has one writer at a time, and the audit append's first statement is a write (the chain's
+/// head row), which takes the database's write lock for the whole transaction: nothing more to lock.
+async fn lock_audit_chain(
+    _tx: &mut sqlx::Transaction<'_, Db>,
+    _tenant: agentd_core::TenantId,
+) -> Result<(), StoreError> {
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if missing) the database file named by a `sqlite:` URL and migrates it.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {

@@ -3,7 +3,8 @@
 // Agents, their versions, tags and events.
 
 const AGENT_COLUMNS: &str =
-    "id, tenant_id, version, status, health, spec, created_at, updated_at, last_heartbeat_at";
+    "id, tenant_id, version, status, health, spec, created_at, updated_at, \
+     last_heartbeat_at, public_key";
 const EVENT_COLUMNS: &str =
     "id, tenant_id, agent_id, kind, action, from_status, to_status, actor, detail, created_at";
 
@@ -22,6 +23,7 @@ fn agent_from_row(row: &DbRow) -> Result<Agent, StoreError> {
             .try_get::<Option<i64>, _>("last_heartbeat_at")?
             .map(|millis| time_from_millis(TABLE, millis))
             .transpose()?,
+        public_key: row.try_get("public_key")?,
     })
 }
 
@@ -126,11 +128,16 @@ async fn write_version_and_tags(
 
 #[async_trait]
 impl AgentStore for SqlStore {
-    async fn create_agent(&self, agent: &Agent, events: &[AgentEvent]) -> Result<(), StoreError> {
+    async fn create_agent(
+        &self,
+        agent: &Agent,
+        sealed_private_key: Option<&str>,
+        events: &[AgentEvent],
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO agents (id, tenant_id, version, name, kind, status, health, owner, team_id, spec, created_at, updated_at, last_heartbeat_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            "INSERT INTO agents (id, tenant_id, version, name, kind, status, health, owner, team_id, spec, created_at, updated_at, last_heartbeat_at, public_key, sealed_private_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(agent.id.to_string())
         .bind(agent.tenant_id.to_string())
@@ -145,6 +152,8 @@ impl AgentStore for SqlStore {
         .bind(agent.created_at.timestamp_millis())
         .bind(agent.updated_at.timestamp_millis())
         .bind(agent.last_heartbeat_at.map(|t| t.timestamp_millis()))
+        .bind(agent.public_key.as_deref())
+        .bind(sealed_private_key)
         .execute(&mut *tx)
         .await?;
         write_version_and_tags(&mut tx, agent).await?;

@@ -4,7 +4,7 @@
 
 const TENANT_COLUMNS: &str = "id, slug, name, plan, created_at";
 const KEY_COLUMNS: &str =
-    "id, tenant_id, name, prefix, hash, scopes, created_at, expires_at, last_used_at";
+    "id, tenant_id, name, prefix, hash, scopes, agent_id, created_at, expires_at, last_used_at";
 
 fn tenant_from_row(row: &DbRow) -> Result<Tenant, StoreError> {
     const TABLE: &str = "tenants";
@@ -39,6 +39,10 @@ fn key_from_row(row: &DbRow) -> Result<ApiKey, StoreError> {
         prefix: row.try_get("prefix")?,
         hash: row.try_get("hash")?,
         scopes: scopes_from_json(&row.try_get::<String, _>("scopes")?)?,
+        agent_id: row
+            .try_get::<Option<String>, _>("agent_id")?
+            .map(|raw| parse_column(TABLE, "agent_id", &raw))
+            .transpose()?,
         created_at: time_from_millis(TABLE, row.try_get("created_at")?)?,
         expires_at: optional_time("expires_at")?,
         last_used_at: optional_time("last_used_at")?,
@@ -50,8 +54,8 @@ where
     E: sqlx::Executor<'e, Database = Db>,
 {
     sqlx::query(
-        "INSERT INTO api_keys (id, tenant_id, name, prefix, hash, scopes, created_at, expires_at, last_used_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO api_keys (id, tenant_id, name, prefix, hash, scopes, created_at, expires_at, last_used_at, agent_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(key.id.to_string())
     .bind(key.tenant_id.to_string())
@@ -62,6 +66,7 @@ where
     .bind(key.created_at.timestamp_millis())
     .bind(key.expires_at.map(|t| t.timestamp_millis()))
     .bind(key.last_used_at.map(|t| t.timestamp_millis()))
+    .bind(key.agent_id.map(|id| id.to_string()))
     .execute(executor)
     .await?;
     Ok(())
@@ -214,5 +219,42 @@ impl KeyStore for SqlStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn list_agent_keys(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+        after: Option<KeyId>,
+        limit: u32,
+    ) -> Result<Vec<ApiKey>, StoreError> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND agent_id = $2 AND id > $3 \
+             ORDER BY id LIMIT $4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant.to_string())
+            .bind(agent.to_string())
+            .bind(after.map(|id| id.to_string()).unwrap_or_default())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn replace_key_secret(&self, key: &ApiKey, old_hash: &str) -> Result<bool, StoreError> {
+        let updated = sqlx::query(
+            "UPDATE api_keys SET prefix = $3, hash = $4, last_used_at = NULL \
+             WHERE tenant_id = $1 AND id = $2 AND hash = $5",
+        )
+        .bind(key.tenant_id.to_string())
+        .bind(key.id.to_string())
+        .bind(&key.prefix)
+        .bind(&key.hash)
+        .bind(old_hash)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated == 1)
     }
 }
