@@ -103,7 +103,13 @@ impl Role {
                 "tenant:read",
                 "identity:verify",
             ],
-            Self::Viewer => &["agents:read", "sessions:read", "models:read", "usage:read"],
+            Self::Viewer => &[
+                "agents:read",
+                "sessions:read",
+                "models:read",
+                "usage:read",
+                "tenant:read",
+            ],
         };
         ScopeSet::new(
             names

@@ -299,8 +299,14 @@ impl LoginService {
     ) -> Result<String, Error> {
         let config = self.provider(provider)?;
         if let Some(target) = &redirect_to {
-            // Only paths of this server: an open redirect would hand the login to anyone.
-            if !target.starts_with('/') || target.starts_with("//") {
+            // Only paths of this server: an open redirect would hand the login to anyone. Browsers
+            // read `\` as `/` (so `/\evil.example` is `//evil.example`), and a control character
+            // cannot go into the `Location` header.
+            if !target.starts_with('/')
+                || target.starts_with("//")
+                || target.contains('\\')
+                || target.chars().any(char::is_control)
+            {
                 return Err(Error::invalid(
                     "redirect_to",
                     "must be a path on this server, such as `/ui`",

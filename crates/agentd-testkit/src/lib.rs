@@ -3,6 +3,7 @@
 //! `postgres://postgres@127.0.0.1:5432/test`); [`spawn_app`] starts a real server on a random port
 //! over it; [`backend_tests!`] runs a test on both backends. [`ScriptedModel`] is a scripted model server
 //! speaking the OpenAI, Anthropic and Ollama protocols, for testing model providers and runs.
+//! [`OidcProvider`] is an OpenID Connect provider, for testing OAuth logins and external JWTs.
 //!
 //! PostgreSQL tests run whenever the server is reachable. When it is not, they are skipped with a
 //! note, except under `CI=true`, where an unreachable server fails them.
@@ -17,10 +18,12 @@ use sqlx::{Connection, Executor};
 
 pub mod mcp;
 pub mod model_server;
+pub mod oidc;
 pub mod python;
 pub mod sse;
 
 pub use model_server::{RecordedRequest, Reply, ScriptedModel};
+pub use oidc::{OidcProvider, OidcUser};
 
 /// The default PostgreSQL server for tests.
 pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -206,7 +209,16 @@ pub async fn spawn_app_with(db: TestDb, config: Config) -> TestApp {
     start(db, config, None).await
 }
 
-async fn start(db: TestDb, config: Config, admin_key: Option<String>) -> TestApp {
+async fn start(db: TestDb, mut config: Config, admin_key: Option<String>) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let addr = listener.local_addr().expect("a bound address");
+    // Links in mails and OAuth callbacks name the port the test server really listens on.
+    config
+        .auth
+        .public_url
+        .get_or_insert_with(|| format!("http://{addr}"));
     let config = Config {
         listen: "127.0.0.1:0".to_owned(),
         data_dir: db.data_dir(),
@@ -219,10 +231,6 @@ async fn start(db: TestDb, config: Config, admin_key: Option<String>) -> TestApp
         (None, Some(key)) => key,
         (None, None) => panic!("a fresh database must produce a first admin key"),
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a free port");
-    let addr = listener.local_addr().expect("a bound address");
     let runtime = started.runtime;
     let jobs = runtime
         .start_background_jobs()
@@ -375,7 +383,11 @@ impl TestApp {
     /// Stops the server and starts a new one over the same database, as a restart would.
     pub async fn restart(mut self) -> TestApp {
         self.stop().await;
-        let config = (*self.runtime.config).clone();
+        let mut config = (*self.runtime.config).clone();
+        if config.auth.public_url.as_deref() == Some(self.base_url.as_str()) {
+            // The restarted server listens on a new port.
+            config.auth.public_url = None;
+        }
         start(self.db.clone(), config, Some(self.admin_key.clone())).await
     }
 }

@@ -655,3 +655,129 @@ async fn a_killed_server_leaves_no_run_running() {
     );
     server.stop();
 }
+
+/// `agentd audit verify` against a database a server wrote its audit log to, on both backends: an
+/// untouched log verifies; an altered entry, a deleted last entry and a deleted entry in the middle
+/// each make it fail and name the entry.
+mod audit {
+    use std::process::{Output, Stdio};
+
+    use agentd_testkit::{backend_tests, spawn_app, TestDb};
+    use serde_json::json;
+    use sqlx::Connection;
+
+    use super::{agentd, output_text};
+
+    fn verify(db: &TestDb, args: &[&str]) -> Output {
+        agentd()
+            .args(["audit", "verify", "--database-url", &db.url(), "--data-dir"])
+            .arg(db.data_dir())
+            .args(args)
+            .current_dir(std::env::temp_dir())
+            .stdin(Stdio::null())
+            .output()
+            .expect("running agentd audit verify")
+    }
+
+    /// Runs one statement on the test database, as someone with database access would.
+    async fn tamper(db: &TestDb, sql: &str) {
+        let url = db.url();
+        let affected = if url.starts_with("postgres") {
+            let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query(sql).execute(&mut connection).await.unwrap()
+        } else {
+            let mut connection = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query(sql).execute(&mut connection).await.unwrap()
+        }
+        .rows_affected();
+        assert_eq!(affected, 1, "{sql}");
+    }
+
+    /// Verification fails, and its report names the tenant, the seq, the entry and what is wrong.
+    fn assert_broken(db: &TestDb, seq: u64, id: &str, what: &str) {
+        let output = verify(db, &[]);
+        let (stdout, stderr) = output_text(&output);
+        assert!(
+            !output.status.success(),
+            "verify must fail\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        let broken = stdout
+            .lines()
+            .find(|line| line.starts_with("BROKEN"))
+            .unwrap_or_else(|| panic!("no BROKEN line:\n{stdout}\nstderr:\n{stderr}"));
+        for part in ["tenant `default`", &format!("seq {seq}"), id, what] {
+            assert!(broken.contains(part), "`{part}` in: {broken}");
+        }
+        assert!(
+            stderr.contains("has been tampered with"),
+            "stderr:\n{stderr}"
+        );
+    }
+
+    async fn audit_verify_names_an_altered_or_deleted_entry(db: TestDb) {
+        let mut app = spawn_app(db.clone()).await;
+        let agent = app.create_agent_id(&json!({"name": "audited"})).await;
+        for action in ["pause", "resume", "pause"] {
+            let response = app
+                .post_json(&format!("/agents/{agent}/{action}"), &json!({}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200, "{action}");
+        }
+        app.create_key(&["agents:read"]).await;
+        let anonymous = app.client.post(app.url("/agents")).send().await.unwrap();
+        assert_eq!(anonymous.status(), 401);
+        let tenant = app
+            .runtime
+            .store
+            .get_tenant_by_slug(&agentd_core::TenantSlug::default_tenant())
+            .await
+            .unwrap()
+            .expect("the default tenant")
+            .id;
+        app.runtime.audit.flush().await;
+        let chain = app.runtime.store.audit_chain(tenant, 0, 100).await.unwrap();
+        app.stop().await;
+        assert_eq!(chain.len(), 5, "{chain:#?}");
+        let id = |seq: usize| chain[seq - 1].record.id.to_string();
+
+        let output = verify(&db, &[]);
+        let (stdout, stderr) = output_text(&output);
+        assert!(
+            output.status.success(),
+            "an untouched log verifies\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        assert!(
+            stdout.contains("tenant `default`") && stdout.contains("5 entries"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("the platform chain"), "the 401: {stdout}");
+        assert!(
+            stdout.contains("audit log verified: 2 chains, 6 entries"),
+            "{stdout}"
+        );
+        let only = verify(&db, &["--tenant", "default"]);
+        let (stdout, _) = output_text(&only);
+        assert!(only.status.success() && stdout.contains("1 chains, 5 entries"), "{stdout}");
+        let unknown = verify(&db, &["--tenant", "nobody"]);
+        assert!(!unknown.status.success());
+        assert!(output_text(&unknown).1.contains("no tenant `nobody`"));
+
+        // One column of one row changed.
+        let where_seq = |seq: u64| format!("WHERE tenant_id = '{tenant}' AND seq = {seq}");
+        tamper(&db, &format!("UPDATE audit_log SET status = 500 {}", where_seq(2))).await;
+        assert_broken(&db, 2, &id(2), "does not match its contents");
+        tamper(&db, &format!("UPDATE audit_log SET status = 200 {}", where_seq(2))).await;
+        assert!(verify(&db, &[]).status.success(), "restored, it verifies again");
+
+        // The last entry deleted: the chain ends before its head.
+        tamper(&db, &format!("DELETE FROM audit_log {}", where_seq(5))).await;
+        assert_broken(&db, 5, "", "were deleted");
+        // An entry in the middle deleted: the next one is out of place.
+        tamper(&db, &format!("DELETE FROM audit_log {}", where_seq(3))).await;
+        assert_broken(&db, 4, &id(4), "expected seq 3 but found seq 4");
+    }
+
+    backend_tests!(audit_verify_names_an_altered_or_deleted_entry);
+}

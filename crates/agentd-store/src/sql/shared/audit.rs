@@ -233,7 +233,7 @@ impl AuditStore for SqlStore {
         let rows = sqlx::query(
             "SELECT tenant_id, last_seq, last_hash FROM audit_chains \
              UNION ALL \
-             SELECT DISTINCT tenant_id, NULL, NULL FROM audit_log \
+             SELECT DISTINCT tenant_id, CAST(NULL AS BIGINT), CAST(NULL AS TEXT) FROM audit_log \
              WHERE tenant_id NOT IN (SELECT tenant_id FROM audit_chains) \
              ORDER BY tenant_id",
         )
