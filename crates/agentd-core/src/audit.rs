@@ -187,17 +187,6 @@ pub enum ChainBreak {
     },
 }
 
-impl ChainBreak {
-    /// The seq of the entry where the chain breaks (for a truncated chain, the first missing one).
-    pub fn seq(&self) -> u64 {
-        match self {
-            Self::Gap { found_seq, .. } => *found_seq,
-            Self::Link { seq, .. } | Self::Hash { seq, .. } => *seq,
-            Self::Truncated { last_seq, .. } => last_seq + 1,
-        }
-    }
-}
-
 impl fmt::Display for ChainBreak {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -65,6 +65,10 @@ pub struct PlanConfig {
     /// gateway calls together.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub monthly_tokens: Option<u64>,
+    /// Runs one principal (API key or user) may have executing at once on a node; a paused run
+    /// waiting for client tools does not count.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrent_runs: Option<u32>,
 }
 
 /// Defaults for runs.
@@ -252,6 +256,11 @@ impl Config {
             ));
         }
         for (name, plan) in &self.plans {
+            if plan.concurrent_runs == Some(0) {
+                return Err(Error::Config(format!(
+                    "plans.{name}.concurrent_runs must be greater than 0 (leave it out for no limit)"
+                )));
+            }
             if plan.requests_per_minute == Some(0) {
                 return Err(Error::Config(format!(
                     "plans.{name}.requests_per_minute must be greater than 0 (leave it out for no limit)"

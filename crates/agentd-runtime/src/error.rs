@@ -44,6 +44,8 @@ pub enum Error {
     },
     #[error("rate limit of {limit} requests per minute reached; retry in {retry_after_secs} s")]
     RateLimited { limit: u32, retry_after_secs: u64 },
+    #[error("the plan allows {limit} runs at once and that many are running; retry when one ends")]
+    TooManyRuns { limit: u32 },
     #[error("the plan's {limit} are used up: {used} of {allowed} this month; the allowance renews on {renews_at}")]
     PlanLimit {
         limit: &'static str,
@@ -72,6 +74,7 @@ impl Error {
             Self::RateLimited {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
+            Self::TooManyRuns { .. } => Some(1),
             Self::Provider(agentd_models::ModelError::RateLimited { retry_after, .. }) => {
                 Some(retry_after.map_or(1, |d| d.as_secs().max(1)))
             }
@@ -99,7 +102,7 @@ impl Error {
             Self::PreconditionFailed { .. } => ErrorCode::PreconditionFailed,
             Self::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
             Self::LimitExceeded { .. } => ErrorCode::LimitExceeded,
-            Self::RateLimited { .. } => ErrorCode::RateLimited,
+            Self::RateLimited { .. } | Self::TooManyRuns { .. } => ErrorCode::RateLimited,
             Self::PlanLimit { .. } => ErrorCode::QuotaExceeded,
             Self::UnknownModel(_) => ErrorCode::NotFound,
             Self::Provider(agentd_models::ModelError::RateLimited { .. }) => ErrorCode::RateLimited,

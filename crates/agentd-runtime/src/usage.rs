@@ -81,6 +81,27 @@ pub struct UsageService {
     limited: bool,
     tenant_plans: RwLock<HashMap<TenantId, (Option<String>, Instant)>>,
     windows: Mutex<HashMap<Subject, Window>>,
+    /// Runs executing per principal, for the plans' `concurrent_runs`.
+    running: Arc<Mutex<HashMap<Subject, u32>>>,
+}
+
+/// One run counted against its principal's `concurrent_runs`; dropping it (when the run ends or
+/// pauses) frees the place.
+pub struct RunSlot {
+    running: Arc<Mutex<HashMap<Subject, u32>>>,
+    subject: Subject,
+}
+
+impl Drop for RunSlot {
+    fn drop(&mut self) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = running.get_mut(&self.subject) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                running.remove(&self.subject);
+            }
+        }
+    }
 }
 
 impl UsageService {
@@ -89,9 +110,11 @@ impl UsageService {
         plans: BTreeMap<String, PlanConfig>,
         default_plan: String,
     ) -> Self {
-        let limited = plans
-            .values()
-            .any(|plan| plan.requests_per_minute.is_some() || plan.monthly_tokens.is_some());
+        let limited = plans.values().any(|plan| {
+            plan.requests_per_minute.is_some()
+                || plan.monthly_tokens.is_some()
+                || plan.concurrent_runs.is_some()
+        });
         Self {
             store,
             plans,
@@ -99,7 +122,30 @@ impl UsageService {
             limited,
             tenant_plans: RwLock::new(HashMap::new()),
             windows: Mutex::new(HashMap::new()),
+            running: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// Takes a place for one more executing run of `principal`, or refuses with `TooManyRuns` when
+    /// the plan's `concurrent_runs` are all taken. `None` when the plan sets no such limit.
+    pub async fn acquire_run(&self, principal: &Principal) -> Result<Option<RunSlot>, Error> {
+        if !self.limited {
+            return Ok(None);
+        }
+        let (_, limits) = self.plan(principal.tenant_id).await?;
+        let Some(limit) = limits.concurrent_runs else {
+            return Ok(None);
+        };
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let count = running.entry(principal.subject.clone()).or_insert(0);
+        if *count >= limit {
+            return Err(Error::TooManyRuns { limit });
+        }
+        *count += 1;
+        Ok(Some(RunSlot {
+            running: self.running.clone(),
+            subject: principal.subject.clone(),
+        }))
     }
 
     /// The tenant's plan name and limits (a plan the config does not list has none).

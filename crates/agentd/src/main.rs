@@ -317,20 +317,30 @@ async fn verify_audit(
         };
         entries += report.entries;
         match &report.broken {
-            None => lines.push(format!("ok      {name}: {} entries", report.entries)),
+            None => lines.push(format!("ok      {name}: {}", count(report.entries))),
             Some(broken) => {
-                lines.push(format!("BROKEN  {name} at seq {}: {broken}", broken.seq()));
+                lines.push(format!("BROKEN  {name}: {broken}"));
                 first_broken.get_or_insert(name);
             }
         }
     }
     if first_broken.is_none() {
+        let chains = reports.len();
+        let plural = if chains == 1 { "" } else { "s" };
         lines.push(format!(
-            "audit log verified: {} chains, {entries} entries",
-            reports.len()
+            "audit log verified: {} in {chains} chain{plural}",
+            count(entries)
         ));
     }
     Ok((lines, first_broken))
+}
+
+/// `1 entry`, `5 entries`.
+fn count(entries: u64) -> String {
+    match entries {
+        1 => "1 entry".to_owned(),
+        n => format!("{n} entries"),
+    }
 }
 
 #[allow(clippy::print_stdout)]

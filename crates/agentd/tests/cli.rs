@@ -684,12 +684,13 @@ mod audit {
         let url = db.url();
         let affected = if url.starts_with("postgres") {
             let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
-            sqlx::query(sql).execute(&mut connection).await.unwrap()
+            let done = sqlx::query(sql).execute(&mut connection).await.unwrap();
+            done.rows_affected()
         } else {
             let mut connection = sqlx::SqliteConnection::connect(&url).await.unwrap();
-            sqlx::query(sql).execute(&mut connection).await.unwrap()
-        }
-        .rows_affected();
+            let done = sqlx::query(sql).execute(&mut connection).await.unwrap();
+            done.rows_affected()
+        };
         assert_eq!(affected, 1, "{sql}");
     }
 
@@ -754,22 +755,36 @@ mod audit {
         );
         assert!(stdout.contains("the platform chain"), "the 401: {stdout}");
         assert!(
-            stdout.contains("audit log verified: 2 chains, 6 entries"),
+            stdout.contains("audit log verified: 6 entries in 2 chains"),
             "{stdout}"
         );
         let only = verify(&db, &["--tenant", "default"]);
         let (stdout, _) = output_text(&only);
-        assert!(only.status.success() && stdout.contains("1 chains, 5 entries"), "{stdout}");
+        assert!(
+            only.status.success() && stdout.contains("5 entries in 1 chain"),
+            "{stdout}"
+        );
         let unknown = verify(&db, &["--tenant", "nobody"]);
         assert!(!unknown.status.success());
         assert!(output_text(&unknown).1.contains("no tenant `nobody`"));
 
         // One column of one row changed.
         let where_seq = |seq: u64| format!("WHERE tenant_id = '{tenant}' AND seq = {seq}");
-        tamper(&db, &format!("UPDATE audit_log SET status = 500 {}", where_seq(2))).await;
+        tamper(
+            &db,
+            &format!("UPDATE audit_log SET status = 500 {}", where_seq(2)),
+        )
+        .await;
         assert_broken(&db, 2, &id(2), "does not match its contents");
-        tamper(&db, &format!("UPDATE audit_log SET status = 200 {}", where_seq(2))).await;
-        assert!(verify(&db, &[]).status.success(), "restored, it verifies again");
+        tamper(
+            &db,
+            &format!("UPDATE audit_log SET status = 200 {}", where_seq(2)),
+        )
+        .await;
+        assert!(
+            verify(&db, &[]).status.success(),
+            "restored, it verifies again"
+        );
 
         // The last entry deleted: the chain ends before its head.
         tamper(&db, &format!("DELETE FROM audit_log {}", where_seq(5))).await;

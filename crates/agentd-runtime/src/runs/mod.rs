@@ -191,6 +191,7 @@ impl RunService {
             created_at: now,
             updated_at: now,
         };
+        let slot = self.usage.acquire_run(principal).await?;
         self.store.insert_run(&run, &[]).await?;
         let plan = Plan {
             provider,
@@ -201,7 +202,7 @@ impl RunService {
             tools,
         };
         let live = self.hub.register(run.id, 0);
-        self.spawn(ticket, live, run.clone(), plan, Start::Fresh);
+        self.spawn(ticket, live, run.clone(), plan, Start::Fresh, slot);
         let events = self.follow(tenant, run.id, 0);
         Ok(RunHandle { run, agent, events })
     }
@@ -241,6 +242,7 @@ impl RunService {
                 .skip(1)
                 .any(|m| matches!(m, ChatMessage::User { .. } | ChatMessage::System { .. }));
         let base_seq = run.last_seq;
+        let slot = self.usage.acquire_run(principal).await?;
         let continued = self
             .claim(&mut run, RunStatus::Running, RunEventData::RunContinued {})
             .await?;
@@ -255,7 +257,14 @@ impl RunService {
         };
         let live = self.hub.register(run.id, base_seq);
         live.publish(Arc::new(continued));
-        self.spawn(ticket, live, run.clone(), plan, Start::Continue(resolved));
+        self.spawn(
+            ticket,
+            live,
+            run.clone(),
+            plan,
+            Start::Continue(resolved),
+            slot,
+        );
         let events = self.follow(tenant, run.id, base_seq);
         Ok(RunHandle { run, agent, events })
     }
@@ -447,7 +456,17 @@ impl RunService {
         }
     }
 
-    fn spawn(&self, ticket: SessionTicket, live: Arc<LiveRun>, run: Run, plan: Plan, start: Start) {
+    /// Runs `run` on a task of its own; `slot` (its place under the plan's `concurrent_runs`) is
+    /// held until the execution ends or pauses.
+    fn spawn(
+        &self,
+        ticket: SessionTicket,
+        live: Arc<LiveRun>,
+        run: Run,
+        plan: Plan,
+        start: Start,
+        slot: Option<crate::usage::RunSlot>,
+    ) {
         let execution = Execution::new(
             self.store.clone(),
             self.hub.clone(),
@@ -467,6 +486,7 @@ impl RunService {
             };
             execution.execute(start).await;
             drop(turn);
+            drop(slot);
         });
     }
 

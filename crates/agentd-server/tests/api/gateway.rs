@@ -20,6 +20,7 @@ fn plan(requests_per_minute: Option<u32>, monthly_tokens: Option<u64>) -> Config
         PlanConfig {
             requests_per_minute,
             monthly_tokens,
+            concurrent_runs: None,
         },
     );
     config
@@ -391,7 +392,74 @@ async fn agentos_models_lists_what_agents_use(db: TestDb) {
     );
 }
 
+async fn concurrent_runs_are_limited_per_principal(db: TestDb) {
+    let mut config = plan(None, None);
+    config.plans.get_mut("default").unwrap().concurrent_runs = Some(1);
+    let (app, model) = spawn_app_with_model_and(db, config).await;
+    let agent = app
+        .create_agent_id(&json!({"name": "busy", "model": "scripted/m"}))
+        .await;
+    let start = |key: String| {
+        let app = &app;
+        let path = format!("/agents/{agent}/runs");
+        async move {
+            app.request(Method::POST, &path, &key)
+                .form(&[
+                    ("message", "hi"),
+                    ("stream", "false"),
+                    ("background", "true"),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    model.push(Reply::hang());
+    let first = start(app.admin_key.clone()).await;
+    assert!(first.status().is_success(), "{}", first.status());
+    let first: Value = first.json().await.unwrap();
+    let run_id = first["run_id"].as_str().unwrap().to_owned();
+
+    let refused = start(app.admin_key.clone()).await;
+    assert!(header(&refused, "retry-after").is_some());
+    let body = assert_problem(refused, 429, "rate_limited").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("1 runs at once"),
+        "{body}"
+    );
+
+    // Another principal has places of its own.
+    let (_, other) = app.create_key(&["agents:run", "agents:read"]).await;
+    model.push(Reply::text("done"));
+    let other_run = start(other).await;
+    assert!(other_run.status().is_success(), "{}", other_run.status());
+
+    // When the first run ends, its place is free again.
+    let cancelled = app
+        .request(
+            Method::POST,
+            &format!("/agents/{agent}/runs/{run_id}/cancel"),
+            &app.admin_key,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(cancelled.status().is_success(), "{}", cancelled.status());
+    model.push(Reply::text("again"));
+    let mut status = 0;
+    for _ in 0..50 {
+        let response = start(app.admin_key.clone()).await;
+        status = response.status().as_u16();
+        if status != 429 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!((200..300).contains(&status), "{status}");
+}
+
 backend_tests!(
+    concurrent_runs_are_limited_per_principal,
     requests_per_minute_are_limited_per_key_with_headers,
     monthly_tokens_cover_runs_and_gateway_calls,
     account_usage_attributes_runs_and_calls_to_keys_agents_and_models,

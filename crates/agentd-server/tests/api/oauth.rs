@@ -80,7 +80,11 @@ async fn start_login(app: &TestApp, query: &str) -> String {
 /// provider sends the browser back to.
 async fn approve(app: &TestApp, provider_url: &str) -> String {
     let response = no_redirects().get(provider_url).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::FOUND, "the provider approves");
+    assert_eq!(
+        response.status(),
+        StatusCode::FOUND,
+        "the provider approves"
+    );
     let callback = location(&response);
     assert!(
         callback.starts_with(&app.url(&format!("/auth/oauth/{PROVIDER}/callback?"))),
@@ -165,7 +169,11 @@ async fn oauth_login_matches_an_existing_user_by_verified_email(db: TestDb) {
     assert_eq!(asked.param("code_challenge_method"), Some("S256"));
     let callback_url = app.url(&format!("/auth/oauth/{PROVIDER}/callback"));
     assert_eq!(asked.param("redirect_uri"), Some(callback_url.as_str()));
-    assert!(asked.param("scope").unwrap().split(' ').any(|s| s == "openid"));
+    assert!(asked
+        .param("scope")
+        .unwrap()
+        .split(' ')
+        .any(|s| s == "openid"));
     assert!(asked.param("state").unwrap().len() >= 20);
     // …and redeemed the code with the client secret and the verifier behind that challenge.
     let redeemed = provider.requests_to("/token");
@@ -203,7 +211,10 @@ async fn oauth_login_matches_an_existing_user_by_verified_email(db: TestDb) {
     let agent: Value = created.json().await.unwrap();
     app.runtime.audit.flush().await;
     let trail = app
-        .get_json(&format!("/audit?actor=user:{}", ann["id"].as_str().unwrap()))
+        .get_json(&format!(
+            "/audit?actor=user:{}",
+            ann["id"].as_str().unwrap()
+        ))
         .await;
     let target = format!("/agents/{}", agent["id"].as_str().unwrap());
     assert!(
@@ -286,7 +297,10 @@ async fn forged_replayed_and_reused_oauth_callbacks_are_refused(db: TestDb) {
     );
     let tokens = provider.requests_to("/token");
     assert_eq!(tokens.len(), tokens_before + 1);
-    assert_eq!(tokens.last().unwrap().param("code"), Some(used_code.as_str()));
+    assert_eq!(
+        tokens.last().unwrap().param("code"),
+        Some(used_code.as_str())
+    );
 
     // The provider reporting a refusal, and a callback without a code.
     let denied = callback(&format!("{callback_path}?error=access_denied&state=x")).await;
@@ -322,7 +336,8 @@ async fn a_browser_gets_an_http_only_cookie_and_goes_to_redirect_to(db: TestDb) 
     add_user(&app, "ann@example.com", "member").await;
     provider.set_user(OidcUser::verified("ann@example.com"));
 
-    let provider_url = start_login(&app, "tenant=default&redirect_to=%2Fui%2Fagents%3Ftab%3D1").await;
+    let provider_url =
+        start_login(&app, "tenant=default&redirect_to=%2Fui%2Fagents%3Ftab%3D1").await;
     let callback_url = approve(&app, &provider_url).await;
     let response = no_redirects()
         .get(&callback_url)
@@ -459,7 +474,11 @@ async fn the_jwks_holds_the_key_that_signs_agentds_jwts(db: TestDb) {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "public, without credentials");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "public, without credentials"
+    );
     let jwks: Value = response.json().await.unwrap();
     let parts: Vec<&str> = jwt.split('.').collect();
     assert_eq!(parts.len(), 3);
@@ -490,7 +509,10 @@ async fn the_jwks_holds_the_key_that_signs_agentds_jwts(db: TestDb) {
     assert_eq!(claims["aud"], "agentd");
     assert_eq!(claims["iss"], "agentd");
     assert!(claims["tid"].is_string(), "{claims}");
-    let (iat, exp) = (claims["iat"].as_i64().unwrap(), claims["exp"].as_i64().unwrap());
+    let (iat, exp) = (
+        claims["iat"].as_i64().unwrap(),
+        claims["exp"].as_i64().unwrap(),
+    );
     assert_eq!(
         u64::try_from(exp - iat).unwrap(),
         login["expires_in"].as_u64().unwrap()
@@ -550,7 +572,11 @@ async fn external_jwts_carry_their_scopes_and_nothing_more(db: TestDb) {
     app.create_agent(&json!({"name": "in-default"})).await;
 
     let reader = provider.sign_jwt(&corp_claims(&provider, "agents:read"));
-    let listed = app.request(Method::GET, "/agents", &reader).send().await.unwrap();
+    let listed = app
+        .request(Method::GET, "/agents", &reader)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(listed.status(), StatusCode::OK);
     let listed: Value = listed.json().await.unwrap();
     assert_eq!(listed["data"][0]["name"], "in-default");
@@ -575,7 +601,9 @@ async fn external_jwts_carry_their_scopes_and_nothing_more(db: TestDb) {
         StatusCode::CREATED
     );
     app.runtime.audit.flush().await;
-    let trail = app.get_json("/audit?actor=external:corp:svc-reporting").await;
+    let trail = app
+        .get_json("/audit?actor=external:corp:svc-reporting")
+        .await;
     assert!(
         trail["data"]
             .as_array()
@@ -619,7 +647,11 @@ async fn external_jwts_carry_their_scopes_and_nothing_more(db: TestDb) {
         .json()
         .await
         .unwrap();
-    assert_eq!(in_acme["data"], json!([]), "acme sees none of default's agents");
+    assert_eq!(
+        in_acme["data"],
+        json!([]),
+        "acme sees none of default's agents"
+    );
     let nowhere = app
         .request(Method::GET, "/agents", &partner("no-such-tenant"))
         .send()

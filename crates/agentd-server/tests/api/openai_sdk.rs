@@ -488,6 +488,7 @@ async fn sdk_sees_rate_and_token_limits(db: TestDb) {
     let plan = PlanConfig {
         requests_per_minute: Some(3),
         monthly_tokens: Some(10),
+        concurrent_runs: None,
     };
     let (app, model) = spawn(db, plan).await;
     // Rates are counted per key: each scenario has its own, and the admin key makes three requests.
