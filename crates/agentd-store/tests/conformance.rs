@@ -1347,10 +1347,10 @@ async fn users_tokens_and_oauth_states_round_trip_once(db: TestDb) {
     );
     store.insert_user(&bob).await.unwrap();
     let page = store.list_users(a.id, None, 1).await.unwrap();
-    assert_eq!(page, [ann.clone()]);
+    assert_eq!(page, std::slice::from_ref(&ann));
     assert_eq!(
         store.list_users(a.id, Some(ann.id), 10).await.unwrap(),
-        [bob.clone()]
+        std::slice::from_ref(&bob)
     );
     let mut changed = bob.clone();
     changed.role = Role::Admin;
