@@ -413,10 +413,9 @@ impl LoginService {
                 "the OAuth provider refused the code (used already, expired or forged)",
             ));
         };
-        let email = self
+        let (email, name) = self
             .verified_email(config, &endpoints, access_token)
             .await?;
-        let name = None;
         let user = match self
             .store
             .find_user_by_email(pending.tenant_id, &email)
@@ -438,12 +437,13 @@ impl LoginService {
         Ok((self.start_session(user).await?, pending.redirect_to))
     }
 
+    /// The user's verified email and, if the provider gives one, their name.
     async fn verified_email(
         &self,
         config: &OAuthProviderConfig,
         endpoints: &Endpoints,
         access_token: &str,
-    ) -> Result<Email, Error> {
+    ) -> Result<(Email, Option<String>), Error> {
         let get = |url: String| {
             self.http
                 .get(url)
@@ -452,6 +452,16 @@ impl LoginService {
                 .send()
         };
         let failed = |e: reqwest::Error| Error::Internal(format!("OAuth userinfo: {e}"));
+        let info: Value = get(endpoints.userinfo.clone())
+            .await
+            .map_err(failed)?
+            .json()
+            .await
+            .map_err(failed)?;
+        let name = info["name"]
+            .as_str()
+            .map(|name| name.trim().chars().take(200).collect::<String>())
+            .filter(|name| !name.is_empty());
         if config.preset == Some(OAuthPreset::Github) {
             // GitHub's profile shows no verification: its email list does.
             let emails: Value = get(format!("{}/emails", endpoints.userinfo))
@@ -470,14 +480,9 @@ impl LoginService {
                     "the GitHub account has no verified primary email",
                 ))?;
             return Email::parse(primary)
+                .map(|email| (email, name))
                 .map_err(|_| Error::InvalidCredentials("the provider's email is malformed"));
         }
-        let info: Value = get(endpoints.userinfo.clone())
-            .await
-            .map_err(failed)?
-            .json()
-            .await
-            .map_err(failed)?;
         if info["email_verified"] != true {
             return Err(Error::InvalidCredentials(
                 "the provider did not vouch for the email (email_verified is not true)",
@@ -487,7 +492,13 @@ impl LoginService {
             .as_str()
             .ok_or(Error::InvalidCredentials("the provider gave no email"))?;
         Email::parse(email)
+            .map(|email| (email, name))
             .map_err(|_| Error::InvalidCredentials("the provider's email is malformed"))
+    }
+
+    /// Whether login cookies must be `Secure`: when users reach agentd over https.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
     }
 
     /// The provider's URLs: configured, from a preset, or discovered from the OIDC issuer.

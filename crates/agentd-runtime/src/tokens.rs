@@ -24,6 +24,8 @@ use crate::Error;
 const LEEWAY_SECS: i64 = 60;
 /// How long a fetched JWKS is trusted before it is fetched again.
 const JWKS_TTL: Duration = Duration::from_secs(600);
+/// The least time between two fetches of a JWKS prompted by an unknown key id.
+const JWKS_REFETCH_GAP: Duration = Duration::from_secs(30);
 /// The sealing context of the JWT signing key.
 const SIGNING_KEY_CONTEXT: &str = "signing-key:jwt";
 /// The audience of agentd's own tokens.
@@ -215,9 +217,17 @@ impl TokenService {
         };
         let kid = parsed.header["kid"].as_str();
         let alg = parsed.header["alg"].as_str().unwrap_or_default();
+        if let Some(url) = &issuer.jwks_url {
+            // Keys the issuer dropped stop counting within JWKS_TTL.
+            if keys.tried_longer_ago_than(JWKS_TTL) {
+                keys.refresh(&self.http, url).await;
+            }
+        }
         let mut jwk = keys.find(kid, alg);
-        if jwk.is_none() {
-            if let Some(url) = &issuer.jwks_url {
+        if let (None, Some(url)) = (&jwk, &issuer.jwks_url) {
+            // An unknown key may be a new one: fetch again, but not more than once per gap, so a
+            // flood of forged `kid`s cannot make agentd hammer the issuer.
+            if keys.tried_longer_ago_than(JWKS_REFETCH_GAP) {
                 keys.refresh(&self.http, url).await;
                 jwk = keys.find(kid, alg);
             }
@@ -412,15 +422,14 @@ impl KeySet {
             .cloned()
     }
 
-    /// Fetches the JWKS again, at most once per [`JWKS_TTL`] unless the last fetch failed.
+    /// Whether the last fetch (successful or not) was longer ago than `gap`, or there was none.
+    fn tried_longer_ago_than(&self, gap: Duration) -> bool {
+        let guard = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        guard.1.is_none_or(|at| at.elapsed() >= gap)
+    }
+
+    /// Fetches the JWKS; on failure the old keys stay, and the attempt still counts.
     async fn refresh(&self, http: &reqwest::Client, url: &str) {
-        let fresh = {
-            let guard = self.keys.read().unwrap_or_else(|p| p.into_inner());
-            guard.1.is_some_and(|at| at.elapsed() < JWKS_TTL)
-        };
-        if fresh {
-            return;
-        }
         let fetched = async {
             let text = http.get(url).send().await.ok()?.text().await.ok()?;
             parse_jwks(&text).ok()
@@ -431,7 +440,10 @@ impl KeySet {
                 *self.keys.write().unwrap_or_else(|p| p.into_inner()) =
                     (keys, Some(Instant::now()));
             }
-            None => tracing::warn!(%url, "cannot fetch the JWKS"),
+            None => {
+                tracing::warn!(%url, "cannot fetch the JWKS");
+                self.keys.write().unwrap_or_else(|p| p.into_inner()).1 = Some(Instant::now());
+            }
         }
     }
 }

@@ -145,11 +145,16 @@ async fn verify_link(
     Query(query): Query<VerifyQuery>,
 ) -> Result<Response, ApiError> {
     let session = login.verify_link(&query.token).await?;
-    Ok(logged_in(&headers, session, None))
+    Ok(logged_in(&headers, session, None, login.secure_cookies()))
 }
 
 /// The answer to a login: JSON, or for a browser a cookie and a redirect.
-fn logged_in(headers: &HeaderMap, session: LoginSession, redirect_to: Option<String>) -> Response {
+fn logged_in(
+    headers: &HeaderMap,
+    session: LoginSession,
+    redirect_to: Option<String>,
+    secure: bool,
+) -> Response {
     let audit = AuditEvent {
         action: Some("auth.login".to_owned()),
         target: Some(format!("/users/{}", session.user.id)),
@@ -163,8 +168,10 @@ fn logged_in(headers: &HeaderMap, session: LoginSession, redirect_to: Option<Str
         .is_some_and(|accept| accept.contains("text/html"));
     if browser {
         let cookie = format!(
-            "{TOKEN_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
-            session.access.token, session.access.expires_in
+            "{TOKEN_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+            session.access.token,
+            session.access.expires_in,
+            if secure { "; Secure" } else { "" }
         );
         let mut response = StatusCode::SEE_OTHER.into_response();
         let location = redirect_to.unwrap_or_else(|| "/".to_owned());
@@ -317,7 +324,12 @@ async fn oauth_callback(
         .into());
     };
     let (session, redirect_to) = login.oauth_callback(&path.provider, &code, &state).await?;
-    Ok(logged_in(&headers, session, redirect_to))
+    Ok(logged_in(
+        &headers,
+        session,
+        redirect_to,
+        login.secure_cookies(),
+    ))
 }
 
 /// The public key agentd's JWTs are signed with, as a JSON Web Key Set.

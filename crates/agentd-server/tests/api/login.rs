@@ -446,7 +446,53 @@ async fn only_the_platform_admin_makes_tenants(db: TestDb) {
     assert_problem(denied, 403, "missing_scope").await;
 }
 
+async fn a_browser_login_over_https_gets_a_secure_cookie(db: TestDb) {
+    let mut config = Config::default();
+    config.auth.public_url = Some("https://agentd.example".to_owned());
+    let app = spawn_app_with(db, config).await;
+    add_user(&app, &app.admin_key, "web@example.com", "viewer").await;
+    assert_eq!(ask_link(&app, "web@example.com").await.status(), 202);
+    let link = outbox_link(&app, "web@example.com").await;
+    assert!(
+        link.starts_with("https://agentd.example/auth/link/verify?token="),
+        "{link}"
+    );
+    let path = &link[link.find("/auth/").unwrap()..];
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client
+        .get(app.url(path))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/");
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for part in ["agentd_token=", "HttpOnly", "SameSite=Lax", "Secure"] {
+        assert!(cookie.contains(part), "{part} in {cookie}");
+    }
+    let token = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("agentd_token=");
+    let tenant = client
+        .get(app.url("/tenant"))
+        .header("cookie", format!("agentd_token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tenant.status(), 200);
+}
+
 backend_tests!(
+    a_browser_login_over_https_gets_a_secure_cookie,
     magic_link_mail_logs_in_once_through_a_real_smtp_server,
     expired_and_unknown_links_are_refused_and_requests_are_limited,
     roles_decide_what_a_user_may_do_and_changes_apply_at_once,

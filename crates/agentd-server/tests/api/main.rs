@@ -9,6 +9,7 @@ mod errors;
 mod gateway;
 mod health;
 mod identity;
+mod isolation;
 mod keys;
 mod lifecycle;
 mod login;

@@ -242,6 +242,7 @@ async fn oauth_login_creates_users_with_the_default_role_when_allowed(db: TestDb
     let first = logged_in(&app).await;
     assert_eq!(first["user"]["email"], "new@example.com");
     assert_eq!(first["user"]["role"], "viewer");
+    assert_eq!(first["user"]["name"], "Test User", "the provider's name");
     assert_eq!(user_count(&app).await, users_before + 1);
     // A viewer reads agents but makes none.
     let jwt = first["access_token"].as_str().unwrap();
