@@ -350,6 +350,13 @@ impl RunService {
         filter: &RunFilter,
         page: PageRequest<RunId>,
     ) -> Result<Page<Run>, Error> {
+        // The runs of an agent the tenant does not have (another tenant's) are a 404, not an
+        // empty list. Terminated agents keep their runs listed.
+        if let Some(agent_id) = filter.agent_id {
+            if self.store.get_agent(tenant, agent_id).await?.is_none() {
+                return Err(Error::NotFound("agent"));
+            }
+        }
         let runs = self
             .store
             .list_runs(tenant, filter, page.after, page.limit + 1)
