@@ -1,8 +1,9 @@
 //! The audit middleware: one place that records requests in the audit log, so no handler has to.
 //!
 //! After the handler has answered, [`record_requests`] records every request whose method changes
-//! something (anything but GET, HEAD and OPTIONS) and every 401 or 403 whatever the method, as an
-//! `agentd_core::audit::AuditRecord`:
+//! something (anything but GET, HEAD and OPTIONS; except the high-rate routine calls in
+//! [`ROUTINE_POSTS`]: heartbeats, model calls, signature checks) and every 401 or 403 whatever the
+//! method, as an `agentd_core::audit::AuditRecord`:
 //!
 //! - **actor**: the principal the `Auth` extractor authenticated (it leaves it in a
 //!   [`PrincipalSlot`], as it leaves the rate status in a `RateSlot`), as `key:<id>` or `user:<id>`;
@@ -40,6 +41,20 @@ use axum::RequestExt;
 
 use crate::auth::PrincipalSlot;
 use crate::middleware::RequestId;
+
+/// POST routes that change no tenant state worth a trail and are called at high rates: heartbeats
+/// (recorded in the agent's health), model calls (metered in `model_calls`) and signature checks.
+/// They are recorded only when refused (401/403).
+const ROUTINE_POSTS: &[&str] = &[
+    "/agents/{agent_id}/heartbeat",
+    "/identity/verify",
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/llm/generate",
+    "/v1/llm/chat",
+    "/v1/llm/embed",
+];
 
 /// The header a proxy puts the client's address in.
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -136,7 +151,11 @@ pub async fn record_requests(
     let status = response.status().as_u16();
     let event = response.extensions_mut().remove::<AuditEvent>();
     let changes_something = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if event.is_none() && !changes_something && status != 401 && status != 403 {
+    let refused = status == 401 || status == 403;
+    let routine = route
+        .as_deref()
+        .is_some_and(|route| ROUTINE_POSTS.contains(&route));
+    if event.is_none() && !refused && (!changes_something || routine) {
         return response;
     }
     let event = event.unwrap_or_default();

@@ -104,10 +104,16 @@ async fn mutations_and_refusals_are_recorded_and_reads_are_not(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(forbidden_read.status(), 403);
-    // Successful reads leave no trace.
+    // Successful reads leave no trace, and neither do routine high-rate calls such as heartbeats.
     for path in ["/agents", "/keys", &format!("/agents/{agent}")] {
         assert_eq!(app.get(path).send().await.unwrap().status(), 200, "{path}");
     }
+    let heartbeat = app
+        .post_json(&format!("/agents/{agent}/heartbeat"), &json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(heartbeat.status().is_success(), "{}", heartbeat.status());
 
     let entries = all_pages(&app, &app.admin_key, "/audit", 500).await;
     let created = find(&entries, "POST /agents", &format!("/agents/{agent}"));
