@@ -79,6 +79,10 @@ uuid_id!(
     /// Identifies a user: a person who logs in (by magic link or OAuth) to one tenant.
     UserId
 );
+uuid_id!(
+    /// Identifies a user memory: a fact kept about a user across sessions.
+    MemoryId
+);
 
 #[cfg(test)]
 mod tests {

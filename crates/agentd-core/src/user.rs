@@ -98,6 +98,7 @@ impl Role {
             Self::Member => &[
                 "agents:*",
                 "sessions:*",
+                "memories:*",
                 "models:*",
                 "usage:read",
                 "tenant:read",
@@ -106,6 +107,7 @@ impl Role {
             Self::Viewer => &[
                 "agents:read",
                 "sessions:read",
+                "memories:read",
                 "models:read",
                 "usage:read",
                 "tenant:read",

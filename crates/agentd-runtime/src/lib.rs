@@ -18,6 +18,7 @@ pub mod health;
 pub mod identity;
 pub mod login;
 pub mod mail;
+pub mod memories;
 pub mod page;
 pub mod registry;
 pub mod resources;
@@ -31,13 +32,17 @@ pub mod users;
 
 pub use access::{AccessService, Principal, Subject};
 pub use agent_keys::NewAgentKey;
-pub use agentd_store::{AgentFilter, AgentUsage, AuditFilter, RunFilter, RunStats, SessionFilter};
+pub use agentd_store::{
+    AgentFilter, AgentUsage, AuditFilter, MemoryFilter, MemorySort, RunFilter, RunStats,
+    SessionFilter,
+};
 pub use audit::{AuditService, ChainReport};
 pub use capabilities::CapabilityService;
 pub use config::Config;
 pub use error::Error;
 pub use gateway::{GatewayService, ListedModel, Target};
 pub use identity::{IdentityService, Signature, Verification, VerifyRequest};
+pub use memories::MemoryService;
 pub use page::{Page, PageRequest};
 pub use registry::{RegistryService, SpecPatch};
 pub use resources::ResourceService;
@@ -56,6 +61,8 @@ pub struct Runtime {
     pub resources: Arc<ResourceService>,
     pub runs: Arc<RunService>,
     pub sessions: Arc<SessionService>,
+    /// User memories.
+    pub memories: Arc<MemoryService>,
     pub usage: Arc<UsageService>,
     pub gateway: Arc<GatewayService>,
     /// The audit log; call [`AuditService::flush`] before closing the store.
@@ -139,6 +146,7 @@ impl Runtime {
         let runtime = Self {
             runs,
             sessions: Arc::new(SessionService::new(store.clone())),
+            memories: Arc::new(MemoryService::new(store.clone())),
             audit: Arc::new(AuditService::start(store.clone())),
             usage,
             gateway,

@@ -96,6 +96,12 @@ pub mod scopes {
         SessionsWrite = "sessions:write";
         /// Delete sessions with their runs.
         SessionsDelete = "sessions:delete";
+        /// List and read user memories, their topics and per-user figures.
+        MemoriesRead = "memories:read";
+        /// Create and change user memories.
+        MemoriesWrite = "memories:write";
+        /// Delete user memories.
+        MemoriesDelete = "memories:delete";
         /// List models (and the agents that can be addressed as models).
         ModelsRead = "models:read";
         /// Call models through the gateway (an agent addressed as a model also needs `agents:<id>:run`).

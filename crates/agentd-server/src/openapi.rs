@@ -30,6 +30,7 @@ pub const BEARER: &str = "bearer";
         (name = "auth", description = "Logging in: magic links, OAuth, refresh, and agentd's JWT signing key"),
         (name = "audit", description = "The audit log: every change and every refused request, hash-chained per tenant"),
         (name = "identity", description = "Agents' Ed25519 identities: agent keys, rotation, signing and verification"),
+        (name = "memories", description = "User memories: facts kept about a user across sessions, with topics and per-user figures"),
     )
 )]
 pub struct ApiDoc;

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use agentd_runtime::IdentityService;
 use agentd_runtime::{
-    AccessService, AuditService, CapabilityService, Config, GatewayService, RegistryService,
-    ResourceService, RunService, Runtime, SessionService, UsageService,
+    AccessService, AuditService, CapabilityService, Config, GatewayService, MemoryService,
+    RegistryService, ResourceService, RunService, Runtime, SessionService, UsageService,
 };
 use axum::extract::FromRef;
 
@@ -21,6 +21,7 @@ pub struct AppState {
     pub resources: Arc<ResourceService>,
     pub runs: Arc<RunService>,
     pub sessions: Arc<SessionService>,
+    pub memories: Arc<MemoryService>,
     pub usage: Arc<UsageService>,
     pub gateway: Arc<GatewayService>,
     pub identity: Arc<IdentityService>,
@@ -42,6 +43,7 @@ impl AppState {
             resources: runtime.resources.clone(),
             runs: runtime.runs.clone(),
             sessions: runtime.sessions.clone(),
+            memories: runtime.memories.clone(),
             usage: runtime.usage.clone(),
             gateway: runtime.gateway.clone(),
             identity: runtime.identity.clone(),

@@ -15,10 +15,11 @@ use agentd_core::agent::{
     Endorsement,
 };
 use agentd_core::audit::{AuditEntry, AuditOutcome, AuditRecord};
+use agentd_core::memory::Memory;
 use agentd_core::run::{Run, RunEvent, RunStatus, Session, SessionId, SessionKind};
 use agentd_core::user::{StoredToken, TokenKind};
 use agentd_core::{
-    AgentId, ApiKey, EventId, KeyId, RunId, Tenant, TenantId, TenantSlug, Timestamp,
+    AgentId, ApiKey, EventId, KeyId, MemoryId, RunId, Tenant, TenantId, TenantSlug, Timestamp,
 };
 use agentd_core::{Email, Role, User, UserId};
 use async_trait::async_trait;
@@ -98,6 +99,7 @@ pub trait Store:
     + UsageStore
     + AuditStore
     + UserStore
+    + MemoryStore
     + Send
     + Sync
     + 'static
@@ -672,6 +674,110 @@ pub trait AuditStore {
     /// Every chain (its tenant id, including the platform chain's nil id) with its recorded head
     /// `(seq, hash)`, if one is recorded: the system read `agentd audit verify` walks.
     async fn audit_chains(&self) -> Result<Vec<(TenantId, Option<(u64, String)>)>, StoreError>;
+}
+
+/// Which memories a list returns. Unset fields do not filter.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryFilter {
+    pub user_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub team_id: Option<String>,
+    /// Only memories with every one of these topics.
+    pub topics: Vec<String>,
+    /// Memories whose text contains this (case-insensitive for ASCII).
+    pub text_contains: Option<String>,
+}
+
+/// The time a memory list is ordered by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MemorySortField {
+    CreatedAt,
+    /// AgentOS's default.
+    #[default]
+    UpdatedAt,
+}
+
+/// How a memory list is ordered: by a time, then by id, in one direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemorySort {
+    pub by: MemorySortField,
+    /// Newest first when set.
+    pub descending: bool,
+}
+
+/// AgentOS's default: the most recently updated first.
+impl Default for MemorySort {
+    fn default() -> Self {
+        Self {
+            by: MemorySortField::UpdatedAt,
+            descending: true,
+        }
+    }
+}
+
+/// Where a memory list starts: after skipping some memories (AgentOS's page numbers), or after the
+/// memory with this sort time and id (cursors, which do not shift when memories are added).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemoryStart {
+    Offset(u64),
+    After { at: Timestamp, id: MemoryId },
+}
+
+/// How many memories one user has and when the last of them changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserMemoryStats {
+    pub user_id: String,
+    pub total_memories: u64,
+    pub last_memory_updated_at: Timestamp,
+}
+
+/// User memories. A memory's topics are kept beside it, so lists filter by topic and the tenant's
+/// topics are listed without reading every memory.
+#[async_trait]
+pub trait MemoryStore {
+    /// Inserts a memory with its topics; an id the tenant has is a [`StoreError::Conflict`].
+    async fn insert_memory(&self, memory: &Memory) -> Result<(), StoreError>;
+    /// One memory of the tenant.
+    async fn get_memory(
+        &self,
+        tenant: TenantId,
+        id: MemoryId,
+    ) -> Result<Option<Memory>, StoreError>;
+    /// Up to `limit` memories of the tenant matching `filter`, in `sort` order from `start`; and how
+    /// many match the filter in all.
+    async fn list_memories(
+        &self,
+        tenant: TenantId,
+        filter: &MemoryFilter,
+        sort: MemorySort,
+        start: &MemoryStart,
+        limit: u32,
+    ) -> Result<(Vec<Memory>, u64), StoreError>;
+    /// Replaces a memory's text, topics, agent, team, input, feedback and `updated_at` (its user and
+    /// creation time stay); `false` if the tenant has no such memory.
+    async fn update_memory(&self, memory: &Memory) -> Result<bool, StoreError>;
+    /// Deletes the tenant's memories with these ids (only `user`'s, when given); how many were deleted.
+    async fn delete_memories(
+        &self,
+        tenant: TenantId,
+        ids: &[MemoryId],
+        user: Option<&str>,
+    ) -> Result<u64, StoreError>;
+    /// The distinct topics of the tenant's memories (of `user`'s only, when given), sorted.
+    async fn memory_topics(
+        &self,
+        tenant: TenantId,
+        user: Option<&str>,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Per user (only `user`, when given): how many memories and the latest update, most recently
+    /// updated first, skipping `offset` users; and how many users have memories in all.
+    async fn user_memory_stats(
+        &self,
+        tenant: TenantId,
+        user: Option<&str>,
+        offset: u64,
+        limit: u32,
+    ) -> Result<(Vec<UserMemoryStats>, u64), StoreError>;
 }
 
 /// Opens the database named by `url` (`sqlite:<path>` or `postgres://…`), creating a SQLite file if

@@ -6,16 +6,18 @@ use agentd_core::agent::{
     Agent, AgentEvent, AgentEventKind, AgentHealth, AgentResources, AgentSpec, AgentStatus,
     Capability, Endorsement, ResourceLimits, ResourceUsage, ToolSpec,
 };
+use agentd_core::memory::Memory;
 use agentd_core::run::{
     ChatMessage, Run, RunEvent, RunEventData, RunLimits, RunMetrics, RunStatus, Session, SessionId,
     SessionKind, SessionPolicy, ToolCall, ToolExecution,
 };
+use agentd_core::MemoryId;
 use agentd_core::{
     AgentId, ApiKey, EventId, KeyId, KeyName, NewApiKey, RunId, Scope, ScopeSet, Tenant, TenantSlug,
 };
 use agentd_store::{
-    AgentFilter, ModelCall, RunFilter, RunStats, SessionCursor, SessionFilter, Store, StoreError,
-    Update, UsageRow,
+    AgentFilter, MemoryFilter, MemorySort, MemorySortField, MemoryStart, ModelCall, RunFilter,
+    RunStats, SessionCursor, SessionFilter, Store, StoreError, Update, UsageRow, UserMemoryStats,
 };
 use agentd_testkit::{backend_tests, TestDb};
 
@@ -1876,7 +1878,315 @@ async fn agent_identities_and_agent_keys_round_trip(db: TestDb) {
     assert_eq!(store.get_key(a.id, first.id).await.unwrap(), Some(rotated));
 }
 
+fn memory(tenant: &Tenant, user: &str, text: &str, topics: &[&str], at_millis: i64) -> Memory {
+    let at = chrono::DateTime::from_timestamp_millis(at_millis).unwrap();
+    Memory {
+        tenant_id: tenant.id,
+        id: MemoryId::new(),
+        user_id: user.to_owned(),
+        agent_id: None,
+        team_id: None,
+        memory: text.to_owned(),
+        topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+        input: None,
+        feedback: None,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+async fn memories_filter_sort_page_and_stay_in_their_tenant(db: TestDb) {
+    let store = open(&db).await;
+    let (a, b) = (tenant("memories-a"), tenant("memories-b"));
+    store.create_tenant(&a).await.unwrap();
+    store.create_tenant(&b).await.unwrap();
+    let mut tea = memory(&a, "ann", "Likes green TEA", &["food", "tea"], 1_000);
+    tea.agent_id = Some("agent-x".to_owned());
+    tea.input = Some("I drink green tea".to_owned());
+    let mut work = memory(&a, "ann", "Works at ACME, 100%_done", &["work"], 2_000);
+    work.team_id = Some("team-1".to_owned());
+    let mut coffee = memory(&a, "bob", "Hates coffee", &["food"], 3_000);
+    coffee.agent_id = Some("agent-x".to_owned());
+    let secret = memory(&b, "ann", "B's secret", &["food", "secret"], 5_000);
+    for m in [&tea, &work, &coffee, &secret] {
+        store.insert_memory(m).await.unwrap();
+    }
+    assert!(matches!(
+        store.insert_memory(&tea).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.get_memory(a.id, tea.id).await.unwrap(),
+        Some(tea.clone())
+    );
+    assert_eq!(store.get_memory(a.id, secret.id).await.unwrap(), None);
+
+    let list = |filter: MemoryFilter, sort: MemorySort, start: MemoryStart, limit: u32| {
+        let store = store.clone();
+        async move {
+            let (page, total) = store
+                .list_memories(a.id, &filter, sort, &start, limit)
+                .await
+                .unwrap();
+            let texts: Vec<String> = page.into_iter().map(|m| m.memory).collect();
+            (texts, total)
+        }
+    };
+    let newest = MemorySort::default();
+    let start = MemoryStart::Offset(0);
+    let all = list(MemoryFilter::default(), newest, start.clone(), 10).await;
+    assert_eq!(
+        all.0,
+        [
+            coffee.memory.as_str(),
+            work.memory.as_str(),
+            tea.memory.as_str()
+        ]
+    );
+    assert_eq!(all.1, 3);
+
+    // Each filter, alone and together; topics must all be present; text search ignores ASCII case
+    // and takes `%` and `_` literally.
+    let cases: Vec<(MemoryFilter, Vec<&str>)> = vec![
+        (
+            MemoryFilter {
+                user_id: Some("ann".to_owned()),
+                ..MemoryFilter::default()
+            },
+            vec![work.memory.as_str(), tea.memory.as_str()],
+        ),
+        (
+            MemoryFilter {
+                agent_id: Some("agent-x".to_owned()),
+                ..MemoryFilter::default()
+            },
+            vec![coffee.memory.as_str(), tea.memory.as_str()],
+        ),
+        (
+            MemoryFilter {
+                team_id: Some("team-1".to_owned()),
+                ..MemoryFilter::default()
+            },
+            vec![work.memory.as_str()],
+        ),
+        (
+            MemoryFilter {
+                topics: vec!["food".to_owned()],
+                ..MemoryFilter::default()
+            },
+            vec![coffee.memory.as_str(), tea.memory.as_str()],
+        ),
+        (
+            MemoryFilter {
+                topics: vec!["food".to_owned(), "tea".to_owned()],
+                ..MemoryFilter::default()
+            },
+            vec![tea.memory.as_str()],
+        ),
+        (
+            MemoryFilter {
+                topics: vec!["secret".to_owned()],
+                ..MemoryFilter::default()
+            },
+            vec![],
+        ),
+        (
+            MemoryFilter {
+                text_contains: Some("tea".to_owned()),
+                ..MemoryFilter::default()
+            },
+            vec![tea.memory.as_str()],
+        ),
+        (
+            MemoryFilter {
+                text_contains: Some("0%_".to_owned()),
+                ..MemoryFilter::default()
+            },
+            vec![work.memory.as_str()],
+        ),
+        (
+            MemoryFilter {
+                text_contains: Some("_".to_owned()),
+                ..MemoryFilter::default()
+            },
+            vec![work.memory.as_str()],
+        ),
+        (
+            MemoryFilter {
+                user_id: Some("ann".to_owned()),
+                agent_id: Some("agent-x".to_owned()),
+                topics: vec!["food".to_owned()],
+                text_contains: Some("GREEN".to_owned()),
+                ..MemoryFilter::default()
+            },
+            vec![tea.memory.as_str()],
+        ),
+    ];
+    for (filter, expected) in cases {
+        let described = format!("{filter:?}");
+        let (texts, total) = list(filter, newest, start.clone(), 10).await;
+        assert_eq!(texts, expected, "{described}");
+        assert_eq!(total, expected.len() as u64, "{described}");
+    }
+
+    // Oldest first by creation, by offset and after a cursor; the total counts every page.
+    let oldest = MemorySort {
+        by: MemorySortField::CreatedAt,
+        descending: false,
+    };
+    let second = list(MemoryFilter::default(), oldest, MemoryStart::Offset(1), 1).await;
+    assert_eq!(second, (vec![work.memory.clone()], 3));
+    let after = MemoryStart::After {
+        at: work.created_at,
+        id: work.id,
+    };
+    let rest = list(MemoryFilter::default(), oldest, after, 10).await;
+    assert_eq!(rest, (vec![coffee.memory.clone()], 3));
+    let before = MemoryStart::After {
+        at: work.updated_at,
+        id: work.id,
+    };
+    let rest = list(MemoryFilter::default(), newest, before, 10).await;
+    assert_eq!(rest.0, [tea.memory.as_str()]);
+
+    // An update replaces text and topics and moves the memory to the front; its user and creation
+    // time stay.
+    let mut changed = tea.clone();
+    changed.memory = "Likes oolong".to_owned();
+    changed.topics = vec!["tea".to_owned(), "morning".to_owned()];
+    changed.feedback = Some("right".to_owned());
+    changed.agent_id = None;
+    changed.updated_at = chrono::DateTime::from_timestamp_millis(4_000).unwrap();
+    changed.user_id = "mallory".to_owned();
+    changed.created_at = changed.updated_at;
+    assert!(store.update_memory(&changed).await.unwrap());
+    let stored = store.get_memory(a.id, tea.id).await.unwrap().unwrap();
+    assert_eq!(stored.memory, "Likes oolong");
+    assert_eq!(stored.topics, ["tea", "morning"]);
+    assert_eq!(stored.feedback.as_deref(), Some("right"));
+    assert_eq!(stored.agent_id, None);
+    assert_eq!(stored.user_id, "ann");
+    assert_eq!(stored.created_at, tea.created_at);
+    assert_eq!(stored.updated_at, changed.updated_at);
+    let all = list(MemoryFilter::default(), newest, start.clone(), 10).await;
+    assert_eq!(
+        all.0,
+        [
+            stored.memory.as_str(),
+            coffee.memory.as_str(),
+            work.memory.as_str()
+        ]
+    );
+    let food = MemoryFilter {
+        topics: vec!["food".to_owned()],
+        ..MemoryFilter::default()
+    };
+    assert_eq!(
+        list(food, newest, start.clone(), 10).await.0,
+        [coffee.memory.as_str()]
+    );
+    let mut foreign = secret.clone();
+    foreign.tenant_id = a.id;
+    assert!(!store.update_memory(&foreign).await.unwrap());
+    assert_eq!(
+        store.get_memory(b.id, secret.id).await.unwrap(),
+        Some(secret.clone())
+    );
+
+    // Topics, distinct and sorted, per tenant and per user.
+    assert_eq!(
+        store.memory_topics(a.id, None).await.unwrap(),
+        ["food", "morning", "tea", "work"]
+    );
+    assert_eq!(
+        store.memory_topics(a.id, Some("bob")).await.unwrap(),
+        ["food"]
+    );
+    assert_eq!(
+        store.memory_topics(a.id, Some("nobody")).await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        store.memory_topics(b.id, None).await.unwrap(),
+        ["food", "secret"]
+    );
+
+    // Per-user figures, most recently updated first.
+    let at = |millis| chrono::DateTime::from_timestamp_millis(millis).unwrap();
+    let ann = UserMemoryStats {
+        user_id: "ann".to_owned(),
+        total_memories: 2,
+        last_memory_updated_at: at(4_000),
+    };
+    let bob = UserMemoryStats {
+        user_id: "bob".to_owned(),
+        total_memories: 1,
+        last_memory_updated_at: at(3_000),
+    };
+    assert_eq!(
+        store.user_memory_stats(a.id, None, 0, 10).await.unwrap(),
+        (vec![ann.clone(), bob.clone()], 2)
+    );
+    assert_eq!(
+        store.user_memory_stats(a.id, None, 1, 1).await.unwrap(),
+        (vec![bob.clone()], 2)
+    );
+    assert_eq!(
+        store
+            .user_memory_stats(a.id, Some("bob"), 0, 10)
+            .await
+            .unwrap(),
+        (vec![bob], 1)
+    );
+    assert_eq!(
+        store.user_memory_stats(b.id, None, 0, 10).await.unwrap().1,
+        1
+    );
+
+    // Deletion skips other tenants' ids and, when asked, other users' memories; topics go along.
+    assert_eq!(
+        store
+            .delete_memories(a.id, &[secret.id, coffee.id], None)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.get_memory(b.id, secret.id).await.unwrap(),
+        Some(secret.clone())
+    );
+    assert_eq!(
+        store
+            .delete_memories(a.id, &[tea.id, work.id], Some("bob"))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .delete_memories(a.id, &[tea.id, work.id], Some("ann"))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(store.delete_memories(a.id, &[], None).await.unwrap(), 0);
+    assert!(store.memory_topics(a.id, None).await.unwrap().is_empty());
+    assert_eq!(
+        list(MemoryFilter::default(), newest, start, 10).await,
+        (vec![], 0)
+    );
+    assert_eq!(
+        store.user_memory_stats(a.id, None, 0, 10).await.unwrap(),
+        (vec![], 0)
+    );
+    assert_eq!(
+        store.memory_topics(b.id, None).await.unwrap(),
+        ["food", "secret"]
+    );
+}
+
 backend_tests!(
+    memories_filter_sort_page_and_stay_in_their_tenant,
     audit_chains_are_gapless_per_tenant_and_list_newest_first,
     users_tokens_and_oauth_states_round_trip_once,
     usage_adds_up_runs_and_model_calls_per_key_agent_and_model,

@@ -15,6 +15,7 @@ pub mod identity;
 pub mod keys;
 pub mod llm;
 pub mod login;
+pub mod memories;
 pub mod openai;
 pub mod resources;
 pub mod runs;
@@ -37,6 +38,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(runs::router())
         .merge(chat::router())
         .merge(sessions::router())
+        .merge(memories::router())
         .merge(openai::router())
         .merge(llm::router())
         .merge(usage::router())

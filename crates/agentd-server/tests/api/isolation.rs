@@ -39,6 +39,7 @@ const PARAMETERS: &[(&str, Values)] = &[
     ("user_id", Values::Owned(|t| t.users.clone())),
     // A capability is named within its agent.
     ("capability", Values::Owned(|t| t.capabilities.clone())),
+    ("memory_id", Values::Owned(|t| t.memories.clone())),
     // `spawn`, `pause`, `resume`, `restart`, `terminate` of `/agents/{agent_id}/{action}`.
     ("action", Values::Enumerated),
 ];
@@ -158,6 +159,11 @@ const BODIES: &[(&str, &str, MakeBody)] = &[
         "/users/{user_id}",
         |_| json!({"name": "renamed by b", "role": "viewer"}),
     ),
+    (
+        "patch",
+        "/memories/{memory_id}",
+        |_| json!({"memory": "changed by tenant b", "topics": ["b"], "feedback": "b"}),
+    ),
 ];
 
 /// Tenant-wide lists A reads for its snapshot, besides every GET of the matrix on its own ids.
@@ -165,6 +171,9 @@ const A_LISTS: &[&str] = &[
     "/agents",
     "/agents?status=terminated",
     "/sessions",
+    "/memories",
+    "/memory_topics",
+    "/user_memory_stats",
     "/keys",
     "/users",
     "/audit?limit=500",
@@ -192,6 +201,7 @@ struct Tenant {
     agent_keys: Vec<String>,
     users: Vec<String>,
     capabilities: Vec<String>,
+    memories: Vec<String>,
     /// A's tenant key and agent key, `(id, secret)`: they must still work at the end.
     secrets: Vec<(String, String)>,
     /// The pending tool calls of A's paused run with results filled in: a valid `continue` body.
@@ -210,6 +220,7 @@ impl Tenant {
             &self.sessions,
             &self.keys,
             &self.users,
+            &self.memories,
         ]
         .into_iter()
         .flatten()
@@ -340,7 +351,7 @@ fn text(value: &Value) -> String {
 
 /// Tenant A, the default tenant: an agent at version 2 with a skill, a capability (endorsed),
 /// resources, a heartbeat, an identity and a signature, a completed and a paused run, three sessions,
-/// a tenant key, an agent key and a user.
+/// a tenant key, an agent key, a user and two memories.
 async fn populate_a(app: &TestApp, model: &ScriptedModel) -> Tenant {
     let key = app.admin_key.clone();
     let agent = app
@@ -467,6 +478,29 @@ async fn populate_a(app: &TestApp, model: &ScriptedModel) -> Tenant {
     )
     .await;
 
+    let mut memories = Vec::new();
+    for (user, topic) in [
+        ("tenant-a-user", "tenant-a-topic"),
+        ("tenant-a-other", "tenant-a-more"),
+    ] {
+        let memory = expect(
+            app,
+            &key,
+            Method::POST,
+            "/memories",
+            Some(json!({
+                "memory": format!("tenant-a fact about {user}"),
+                "user_id": user,
+                "topics": [topic],
+                "agent_id": agent_id,
+                "input": "tenant-a input",
+            })),
+            201,
+        )
+        .await;
+        memories.push(text(&memory["memory_id"]));
+    }
+
     let keys = expect(app, &key, Method::GET, "/keys", None, 200).await;
     let capabilities = expect(app, &key, Method::GET, &at("/capabilities"), None, 200).await;
     let names = |list: &Value, field: &str| -> Vec<String> {
@@ -489,6 +523,7 @@ async fn populate_a(app: &TestApp, model: &ScriptedModel) -> Tenant {
         agent_keys: vec![text(&agent_key["id"])],
         users: vec![text(&user["id"])],
         capabilities: names(&capabilities, "name"),
+        memories,
         secrets: [tenant_key, agent_key.clone()]
             .iter()
             .map(|key| (text(&key["id"]), text(&key["key"])))
@@ -836,6 +871,12 @@ async fn b_sees_nothing_of_a(
         format!("/audit?agent_id={a_agent}"),
         format!("/audit?target=/agents/{a_agent}"),
         "/audit?limit=500".to_owned(),
+        format!("/memories?agent_id={a_agent}"),
+        format!("/memories?user_id={A_MARK}-user"),
+        format!("/memories?topics={A_MARK}-topic"),
+        format!("/memories?search_content={A_MARK}"),
+        format!("/memory_topics?user_id={A_MARK}-user"),
+        format!("/user_memory_stats?user_id={A_MARK}-user"),
     ]);
     for session in &a.sessions {
         reads.push(format!("/agents/{}/runs?session_id={session}", b.agents[0]));
@@ -945,6 +986,20 @@ async fn ids_in_bodies(
             a.sessions,
             answer.describe()
         ));
+    }
+
+    // Deleting A's memories by id skips them too, with or without A's user.
+    for body in [
+        json!({"memory_ids": a.memories}),
+        json!({"memory_ids": a.memories, "user_id": format!("{A_MARK}-user")}),
+    ] {
+        let answer = call(app, &b.key, Method::DELETE, "/memories", Some(&body)).await;
+        if answer.status != 200 || answer.json()["deleted"] != 0 {
+            failures.push(format!(
+                "B: DELETE /memories {body} → {}",
+                answer.describe()
+            ));
+        }
     }
 
     // A signature is public: B may check one against A's public key, but not learn whose it is.

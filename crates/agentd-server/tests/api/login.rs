@@ -251,6 +251,7 @@ async fn roles_decide_what_a_user_may_do_and_changes_apply_at_once(db: TestDb) {
         json!([
             "agents:read",
             "sessions:read",
+            "memories:read",
             "models:read",
             "usage:read",
             "tenant:read"

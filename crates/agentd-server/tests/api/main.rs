@@ -14,6 +14,7 @@ mod keys;
 mod lifecycle;
 mod login;
 mod mcp_runs;
+mod memories;
 mod oauth;
 mod openai_sdk;
 mod resources;

@@ -68,6 +68,11 @@ macro_rules! shared_queries {
             use crate::sql::prelude::*;
             include!("shared/users.rs");
         }
+        mod memories {
+            use super::*;
+            use crate::sql::prelude::*;
+            include!("shared/memories.rs");
+        }
     };
 }
 pub(crate) use shared_queries;
@@ -86,8 +91,8 @@ mod prelude {
     pub(super) use sqlx::Row;
 
     pub(super) use super::{
-        db_integer, integer_column, json_column, parse_column, scopes_from_json, scopes_to_json,
-        time_from_millis, to_json_text,
+        db_integer, integer_column, json_column, like_pattern_containing, parse_column,
+        scopes_from_json, scopes_to_json, time_from_millis, to_json_text,
     };
     pub(super) use crate::{
         AgentFilter, AgentStore, AgentUsage, CapabilityStore, IdentityStore, KeyStore, ModelCall,
@@ -153,6 +158,21 @@ fn scopes_from_json(raw: &str) -> Result<ScopeSet, StoreError> {
 /// A value stored as JSON text.
 fn to_json_text<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
+}
+
+/// A `LIKE` pattern (escaped with `\`) matching text that contains `text` with ASCII letters in lower
+/// case: for `LOWER(column) LIKE $n ESCAPE '\'`, which folds ASCII only on both backends (PostgreSQL's
+/// searched columns use the "C" collation).
+fn like_pattern_containing(text: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c.to_ascii_lowercase());
+    }
+    pattern.push('%');
+    pattern
 }
 
 /// A JSON text column → value.

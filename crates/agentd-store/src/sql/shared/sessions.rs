@@ -53,19 +53,6 @@ fn filter_conditions(filter: &SessionFilter) -> (String, Vec<String>) {
     (sql, values)
 }
 
-/// A `LIKE` pattern (escaped with `\`) matching text that contains `text` with ASCII letters in lower case.
-fn like_pattern_containing(text: &str) -> String {
-    let mut pattern = String::from("%");
-    for c in text.chars() {
-        if matches!(c, '\\' | '%' | '_') {
-            pattern.push('\\');
-        }
-        pattern.push(c.to_ascii_lowercase());
-    }
-    pattern.push('%');
-    pattern
-}
-
 /// Runs `sql`, which binds the tenant as `$1` and `ids` as `$2`, `$3`…; how many rows it changed.
 async fn execute_for_sessions(
     tx: &mut sqlx::Transaction<'_, Db>,
