@@ -166,6 +166,22 @@ pub struct AgentSpec {
     /// What a new message does while one of the agent's sessions has a run in progress.
     #[serde(default, skip_serializing_if = "is_default")]
     pub session_policy: crate::run::SessionPolicy,
+    /// How the agent uses the long-term memories of the users it talks to.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub memory: MemorySettings,
+}
+
+/// How an agent uses its users' memories (AgentOS: `enable_user_memories`,
+/// `add_memories_to_context`). Both need the run to name its user (`user_id`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemorySettings {
+    /// After each completed run, the model picks out new facts about the user, which are stored as
+    /// the user's memories (the stream shows `MemoryUpdateStarted` / `MemoryUpdateCompleted`).
+    #[serde(default)]
+    pub automatic: bool,
+    /// The user's memories are given to the model at the start of each run.
+    #[serde(default)]
+    pub add_to_context: bool,
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {

@@ -303,6 +303,12 @@ pub enum RunEventData {
         content: String,
     },
     RunContinued {},
+    /// The model is picking out what the run taught about its user (automatic memory).
+    MemoryUpdateStarted {},
+    /// The user's new memories are stored (`memories` may be empty).
+    MemoryUpdateCompleted {
+        memories: Vec<String>,
+    },
     RunCompleted {
         content: String,
         metrics: RunMetrics,
@@ -332,6 +338,8 @@ impl RunEventData {
             Self::ToolCallError { .. } => "ToolCallError",
             Self::RunPaused { .. } => "RunPaused",
             Self::RunContinued {} => "RunContinued",
+            Self::MemoryUpdateStarted {} => "MemoryUpdateStarted",
+            Self::MemoryUpdateCompleted { .. } => "MemoryUpdateCompleted",
             Self::RunCompleted { .. } => "RunCompleted",
             Self::RunCancelled { .. } => "RunCancelled",
             Self::RunError { .. } => "RunError",

@@ -34,6 +34,7 @@ pub struct SpecPatch {
     pub health_path: Option<Option<String>>,
     pub team_id: Option<Option<String>>,
     pub owner: Option<Option<String>>,
+    pub memory: Option<agentd_core::agent::MemorySettings>,
 }
 
 impl SpecPatch {
@@ -56,7 +57,8 @@ impl SpecPatch {
             agent_url,
             health_path,
             team_id,
-            owner
+            owner,
+            memory
         );
     }
 }

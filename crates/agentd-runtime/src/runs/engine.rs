@@ -48,6 +48,9 @@ pub(crate) struct Plan {
     pub(crate) with_history: bool,
     pub(crate) definitions: Vec<ToolDefinition>,
     pub(crate) tools: HashMap<String, ToolKind>,
+    /// The run's user's memories: what the run does with them, if it has a user and the agent uses
+    /// memories.
+    pub(crate) memory: Option<super::memory::MemoryPlan>,
 }
 
 /// Where an execution starts.
@@ -119,6 +122,9 @@ impl Execution {
     #[tracing::instrument(skip_all, fields(run.id = %self.run.id))]
     pub(crate) async fn execute(mut self, start: Start) {
         let ending = self.drive(start).await;
+        if matches!(ending, Ending::Completed) {
+            self.update_memories().await;
+        }
         let elapsed = self.started.elapsed().as_secs_f64();
         self.run.metrics.duration += elapsed;
         let metrics = self.run.metrics;
@@ -168,6 +174,33 @@ impl Execution {
         self.live.publish(last);
         self.hub.remove(self.run.id);
         self.live.finish();
+    }
+
+    /// Automatic memory, after a completed run: the model picks out new facts about the user and
+    /// they are stored. A failure here is logged and does not fail the run, whose answer stands.
+    async fn update_memories(&mut self) {
+        let Some(plan) = self.plan.memory.clone().filter(|plan| plan.automatic) else {
+            return;
+        };
+        self.emit(RunEventData::MemoryUpdateStarted {});
+        let outcome = super::memory::extract_and_store(
+            &plan,
+            &self.plan.provider,
+            &self.plan.model,
+            &self.run,
+        )
+        .await;
+        let memories = match outcome {
+            Ok((memories, usage)) => {
+                self.run.metrics.add_usage(usage);
+                memories
+            }
+            Err(error) => {
+                tracing::warn!(%error, "automatic memory failed");
+                Vec::new()
+            }
+        };
+        self.emit(RunEventData::MemoryUpdateCompleted { memories });
     }
 
     async fn drive(&mut self, start: Start) -> Ending {

@@ -26,6 +26,7 @@ use crate::{Error, Page, PageRequest, Principal};
 mod engine;
 mod follow;
 mod hub;
+mod memory;
 
 pub use follow::RunEvents;
 
@@ -64,6 +65,8 @@ pub struct RunHandle {
 /// The run service.
 pub struct RunService {
     store: Arc<dyn Store>,
+    /// Stores the memories automatic memory picks out.
+    memories: Arc<crate::memories::MemoryService>,
     usage: Arc<crate::UsageService>,
     hub: Arc<RunHub>,
     providers: Providers,
@@ -84,6 +87,7 @@ impl RunService {
         defaults: RunLimits,
     ) -> Self {
         Self {
+            memories: Arc::new(crate::memories::MemoryService::new(store.clone())),
             store,
             usage,
             hub: Arc::new(RunHub::default()),
@@ -93,6 +97,33 @@ impl RunService {
             node,
             defaults,
         }
+    }
+
+    /// What the run does with its user's memories: `None` without a user or when the agent uses no
+    /// memories. Reads the user's memories once, for the context and to tell the model what is known.
+    async fn memory_plan(
+        &self,
+        tenant: TenantId,
+        agent: &Agent,
+        user_id: Option<&str>,
+    ) -> Result<Option<memory::MemoryPlan>, Error> {
+        let settings = agent.spec.memory;
+        let Some(user_id) = user_id.filter(|_| settings.automatic || settings.add_to_context)
+        else {
+            return Ok(None);
+        };
+        let known = memory::recall(self.store.as_ref(), tenant, user_id)
+            .await?
+            .into_iter()
+            .map(|m| m.memory)
+            .collect();
+        Ok(Some(memory::MemoryPlan {
+            service: self.memories.clone(),
+            tenant,
+            user_id: user_id.to_owned(),
+            automatic: settings.automatic,
+            known,
+        }))
     }
 
     /// Closes the connections to MCP servers (their child processes end).
@@ -193,13 +224,17 @@ impl RunService {
         };
         let slot = self.usage.acquire_run(principal).await?;
         self.store.insert_run(&run, &[]).await?;
+        let memory = self
+            .memory_plan(tenant, &agent, run.user_id.as_deref())
+            .await?;
         let plan = Plan {
             provider,
             model,
-            preamble: preamble(&agent),
+            preamble: preamble(&agent, memory.as_ref()),
             with_history: history,
             definitions,
             tools,
+            memory,
         };
         let live = self.hub.register(run.id, 0);
         self.spawn(ticket, live, run.clone(), plan, Start::Fresh, slot);
@@ -247,13 +282,17 @@ impl RunService {
             .claim(&mut run, RunStatus::Running, RunEventData::RunContinued {})
             .await?;
         let (ticket, _, _) = self.hub.enter_session(tenant, &run.session_id);
+        let memory = self
+            .memory_plan(tenant, &agent, run.user_id.as_deref())
+            .await?;
         let plan = Plan {
             provider,
             model,
-            preamble: preamble(&agent),
+            preamble: preamble(&agent, memory.as_ref()),
             with_history,
             definitions,
             tools,
+            memory,
         };
         let live = self.hub.register(run.id, base_seq);
         live.publish(Arc::new(continued));
@@ -646,14 +685,18 @@ fn client_definition(spec: &ToolSpec) -> ToolDefinition {
     }
 }
 
-fn preamble(agent: &Agent) -> Vec<ChatMessage> {
-    agent
+/// The messages before the conversation: the agent's instructions, then what is known about the
+/// user when the agent adds memories to its context.
+fn preamble(agent: &Agent, memory: Option<&memory::MemoryPlan>) -> Vec<ChatMessage> {
+    let instructions = agent
         .spec
         .instructions
         .clone()
-        .map(|content| ChatMessage::System { content })
-        .into_iter()
-        .collect()
+        .map(|content| ChatMessage::System { content });
+    let known = memory
+        .filter(|_| agent.spec.memory.add_to_context)
+        .and_then(|plan| memory::context_message(&plan.known));
+    instructions.into_iter().chain(known).collect()
 }
 
 fn last_user_text(messages: &[ChatMessage]) -> String {

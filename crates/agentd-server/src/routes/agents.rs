@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use agentd_core::agent::{
-    Agent, AgentHealth, AgentKind, AgentSpec, AgentStatus, LifecycleAction, McpServerSpec, ToolSpec,
+    Agent, AgentHealth, AgentKind, AgentSpec, AgentStatus, LifecycleAction, McpServerSpec,
+    MemorySettings, ToolSpec,
 };
 use agentd_core::{AgentId, ErrorCode};
 use agentd_runtime::{AgentFilter, PageRequest, RegistryService, SpecPatch};
@@ -167,6 +168,44 @@ pub struct CreateAgentRequest {
     pub team_id: Option<String>,
     /// Owner; defaults to the creating key's id.
     pub owner: Option<String>,
+    /// How the agent uses its users' long-term memories.
+    #[serde(default)]
+    pub memory: MemoryBody,
+    /// AgentOS spelling of `memory.automatic`.
+    pub enable_user_memories: Option<bool>,
+    /// AgentOS spelling of `memory.add_to_context`.
+    pub add_memories_to_context: Option<bool>,
+}
+
+/// How an agent uses the memories of the users it talks to; both need runs to name their `user_id`.
+#[derive(Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryBody {
+    /// After each completed run, the model picks out new facts about the user and they are stored
+    /// as the user's memories (`MemoryUpdateStarted` / `MemoryUpdateCompleted` in the stream).
+    #[serde(default)]
+    pub automatic: bool,
+    /// The user's memories are given to the model at the start of each run.
+    #[serde(default)]
+    pub add_to_context: bool,
+}
+
+impl From<MemoryBody> for MemorySettings {
+    fn from(body: MemoryBody) -> Self {
+        Self {
+            automatic: body.automatic,
+            add_to_context: body.add_to_context,
+        }
+    }
+}
+
+impl From<MemorySettings> for MemoryBody {
+    fn from(settings: MemorySettings) -> Self {
+        Self {
+            automatic: settings.automatic,
+            add_to_context: settings.add_to_context,
+        }
+    }
 }
 
 fn local() -> AgentKind {
@@ -196,6 +235,14 @@ impl From<CreateAgentRequest> for AgentSpec {
             owner: request.owner,
             run_limits: Default::default(),
             session_policy: Default::default(),
+            memory: MemorySettings {
+                automatic: request
+                    .enable_user_memories
+                    .unwrap_or(request.memory.automatic),
+                add_to_context: request
+                    .add_memories_to_context
+                    .unwrap_or(request.memory.add_to_context),
+            },
         }
     }
 }
@@ -226,6 +273,7 @@ pub struct UpdateAgentRequest {
     pub team_id: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::extract::nullable")]
     pub owner: Option<Option<String>>,
+    pub memory: Option<MemoryBody>,
 }
 
 impl From<UpdateAgentRequest> for SpecPatch {
@@ -248,6 +296,7 @@ impl From<UpdateAgentRequest> for SpecPatch {
             health_path: request.health_path,
             team_id: request.team_id,
             owner: request.owner,
+            memory: request.memory.map(MemorySettings::from),
         }
     }
 }
@@ -321,6 +370,7 @@ pub struct AgentView {
     /// agent made before identities existed, until its first signature.
     #[schema(example = "MCowBQYDK2VwAyEA…")]
     pub public_key: Option<String>,
+    pub memory: MemoryBody,
 }
 
 impl From<Agent> for AgentView {
@@ -355,6 +405,7 @@ impl From<Agent> for AgentView {
             updated_at: agent.updated_at,
             last_heartbeat_at: agent.last_heartbeat_at,
             public_key: agent.public_key,
+            memory: spec.memory.into(),
         }
     }
 }

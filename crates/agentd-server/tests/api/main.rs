@@ -15,6 +15,7 @@ mod lifecycle;
 mod login;
 mod mcp_runs;
 mod memories;
+mod memory_runs;
 mod oauth;
 mod openai_sdk;
 mod resources;

@@ -1,0 +1,198 @@
+//! Long-term memory in runs: automatic memory stores what a run taught about its user, and a later
+//! run of the same user, in another session, is given it; other users are not.
+
+use agentd_testkit::sse::parse;
+use agentd_testkit::{backend_tests, spawn_app_with_model, Reply, TestDb};
+use serde_json::{json, Value};
+
+async fn run(app: &agentd_testkit::TestApp, agent: &str, fields: &[(&str, &str)]) -> Value {
+    let mut form = vec![("stream", "false")];
+    form.extend_from_slice(fields);
+    let response = app.post_form(&format!("/agents/{agent}/runs"), &form).await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// The system messages the model received in its `index`th request.
+fn system_text(model: &agentd_testkit::ScriptedModel, index: usize) -> String {
+    model.requests()[index].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "system")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn automatic_memory_reaches_the_users_next_session(db: TestDb) {
+    let (app, model) = spawn_app_with_model(db).await;
+    let agent = app
+        .create_agent_id(&json!({
+            "name": "remembers",
+            "model": "scripted/m",
+            "instructions": "Be kind.",
+            "enable_user_memories": true,
+            "add_memories_to_context": true,
+        }))
+        .await;
+    let view = app.get_json(&format!("/agents/{agent}")).await;
+    assert_eq!(
+        view["memory"],
+        json!({"automatic": true, "add_to_context": true})
+    );
+
+    // First run: the answer, then the extraction, which finds one fact.
+    model.push(Reply::text("Nice to meet you, Ann!").usage(10, 5));
+    model.push(Reply::text("```json\n[\"The user's name is Ann.\"]\n```").usage(20, 8));
+    let first = run(
+        &app,
+        &agent,
+        &[
+            ("message", "Hi, I am Ann."),
+            ("session_id", "s1"),
+            ("user_id", "ann"),
+        ],
+    )
+    .await;
+    assert_eq!(first["status"], "COMPLETED");
+    assert_eq!(first["content"], "Nice to meet you, Ann!");
+    // The extraction's tokens are the run's too.
+    assert_eq!(first["metrics"]["total_tokens"], 43);
+    let extraction = &model.requests()[1].body["messages"];
+    assert!(
+        extraction[1]["content"]
+            .as_str()
+            .unwrap()
+            .contains("user: Hi, I am Ann."),
+        "{extraction}"
+    );
+
+    // The stream shows the memory update before the run completes.
+    let run_id = first["run_id"].as_str().unwrap();
+    let events = app
+        .get(&format!("/agents/{agent}/runs/{run_id}/events"))
+        .send()
+        .await
+        .unwrap();
+    let names: Vec<String> = parse(&events.text().await.unwrap())
+        .into_iter()
+        .filter_map(|frame| frame.event)
+        .collect();
+    let tail: Vec<&str> = names
+        .iter()
+        .rev()
+        .take(3)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            "MemoryUpdateStarted",
+            "MemoryUpdateCompleted",
+            "RunCompleted"
+        ],
+        "{names:?}"
+    );
+
+    let memories = app.get_json("/memories?user_id=ann").await;
+    assert_eq!(memories["data"][0]["memory"], "The user's name is Ann.");
+    assert_eq!(memories["data"][0]["agent_id"], agent.as_str());
+
+    // A later run of Ann, in another session, is told what is known; nothing new is stored.
+    model.push(Reply::text("Welcome back, Ann."));
+    model.push(Reply::text("[]"));
+    let second = run(
+        &app,
+        &agent,
+        &[
+            ("message", "Do you know me?"),
+            ("session_id", "s2"),
+            ("user_id", "ann"),
+        ],
+    )
+    .await;
+    assert_eq!(second["content"], "Welcome back, Ann.");
+    let system = system_text(&model, 2);
+    assert!(system.contains("Be kind."), "{system}");
+    assert!(system.contains("The user's name is Ann."), "{system}");
+    // The known memory is in the extraction prompt, so the model is not asked to repeat it.
+    assert!(system_text(&model, 3).contains("The user's name is Ann."));
+    let memories = app.get_json("/memories?user_id=ann").await;
+    assert_eq!(memories["data"].as_array().unwrap().len(), 1);
+
+    // Another user is told nothing about Ann.
+    model.push(Reply::text("Hello, stranger."));
+    model.push(Reply::text("not json at all"));
+    let other = run(
+        &app,
+        &agent,
+        &[
+            ("message", "Hello"),
+            ("session_id", "s3"),
+            ("user_id", "bob"),
+        ],
+    )
+    .await;
+    assert_eq!(other["status"], "COMPLETED");
+    assert!(!system_text(&model, 4).contains("Ann"));
+    let bobs = app.get_json("/memories?user_id=bob").await;
+    assert_eq!(bobs["data"], json!([]));
+}
+
+async fn runs_without_a_user_or_without_memory_make_no_memory_call(db: TestDb) {
+    let (app, model) = spawn_app_with_model(db).await;
+    let remembering = app
+        .create_agent_id(
+            &json!({"name": "r", "model": "scripted/m", "memory": {"automatic": true}}),
+        )
+        .await;
+    let forgetful = app
+        .create_agent_id(&json!({"name": "f", "model": "scripted/m"}))
+        .await;
+    model.push(Reply::text("one"));
+    run(&app, &remembering, &[("message", "hi")]).await;
+    model.push(Reply::text("two"));
+    run(&app, &forgetful, &[("message", "hi"), ("user_id", "ann")]).await;
+    assert_eq!(model.requests().len(), 2, "no extraction request");
+
+    // A failing extraction does not fail the run.
+    model.push(Reply::text("three"));
+    model.push(Reply::status(500, "boom"));
+    let done = run(&app, &remembering, &[("message", "hi"), ("user_id", "ann")]).await;
+    assert_eq!(done["status"], "COMPLETED");
+    assert_eq!(done["content"], "three");
+
+    // The settings can be changed, and bad ones are refused.
+    let patched = app
+        .request(
+            reqwest::Method::PATCH,
+            &format!("/agents/{forgetful}"),
+            &app.admin_key,
+        )
+        .json(&json!({"memory": {"add_to_context": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    let patched: Value = patched.json().await.unwrap();
+    assert_eq!(
+        patched["memory"],
+        json!({"automatic": false, "add_to_context": true})
+    );
+    let bad = app
+        .post_json(
+            "/agents",
+            &json!({"name": "x", "memory": {"automatic": "yes"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+}
+
+backend_tests!(
+    automatic_memory_reaches_the_users_next_session,
+    runs_without_a_user_or_without_memory_make_no_memory_call,
+);
