@@ -28,6 +28,29 @@ pub const MAX_TOPICS: usize = 50;
 /// The longest text search, in characters.
 pub const MAX_SEARCH_CHARS: usize = 1_000;
 
+/// The most memories of one user that one optimization merges.
+const MAX_OPTIMIZED: u32 = 1_000;
+
+/// What merging a user's memories did (or, without `apply`, would do).
+#[derive(Clone, Debug)]
+pub struct OptimizeReport {
+    /// The user's memories after: the merged one (unsaved without `apply`), or the unchanged ones
+    /// when there was nothing to merge.
+    pub memories: Vec<Memory>,
+    pub memories_before: u64,
+    pub memories_after: u64,
+    /// Estimated tokens of the memories' texts (about four characters a token).
+    pub tokens_before: u64,
+    pub tokens_after: u64,
+    /// Whether the merged memory replaced the old ones.
+    pub applied: bool,
+}
+
+/// A token estimate for text: about four characters a token, as OpenAI's guidance has it.
+fn estimate_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
 /// A new memory.
 #[derive(Clone, Debug, Default)]
 pub struct NewMemory {
@@ -201,6 +224,122 @@ impl MemoryService {
             return Err(Error::NotFound("memory"));
         }
         Ok(memory)
+    }
+
+    /// Merges all of a user's memories into one with the model (AgentOS's `summarize` strategy). With
+    /// `apply`, the merged memory replaces them: it is stored first and the old ones deleted after,
+    /// so an interruption leaves a duplicate, never a loss. Without, nothing changes and the report
+    /// shows what would be stored.
+    #[tracing::instrument(skip_all, fields(tenant.id = %principal.tenant_id))]
+    pub async fn optimize(
+        &self,
+        principal: &crate::Principal,
+        gateway: &crate::GatewayService,
+        user_id: String,
+        model: &str,
+        apply: bool,
+    ) -> Result<OptimizeReport, Error> {
+        let tenant = principal.tenant_id;
+        check_id("user_id", &user_id)?;
+        if let crate::Target::Agent(_) = gateway.target(tenant, model).await? {
+            return Err(Error::invalid(
+                "model",
+                "name a provider/model: an agent cannot merge memories",
+            ));
+        }
+        let filter = MemoryFilter {
+            user_id: Some(user_id.clone()),
+            ..Default::default()
+        };
+        let (before, _) = self
+            .store
+            .list_memories(
+                tenant,
+                &filter,
+                MemorySort::default(),
+                &MemoryStart::Offset(0),
+                MAX_OPTIMIZED,
+            )
+            .await?;
+        let tokens_before = before.iter().map(|m| estimate_tokens(&m.memory)).sum();
+        if before.len() <= 1 {
+            return Ok(OptimizeReport {
+                memories_before: before.len() as u64,
+                memories_after: before.len() as u64,
+                tokens_before,
+                tokens_after: tokens_before,
+                memories: before,
+                applied: false,
+            });
+        }
+        let listed = before
+            .iter()
+            .map(|m| format!("- {}", m.memory))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let request = agentd_models::ModelRequest {
+            messages: vec![
+                agentd_core::run::ChatMessage::System {
+                    content: "Merge these memories about one user into a single concise \
+                              paragraph in the third person. Keep every distinct fact, drop \
+                              repetitions, and answer with the paragraph only."
+                        .to_owned(),
+                },
+                agentd_core::run::ChatMessage::User { content: listed },
+            ],
+            ..Default::default()
+        };
+        let mut stream = gateway
+            .stream(principal, model, "optimize-memories", request)
+            .await?;
+        let mut merged = String::new();
+        while let Some(event) = futures::StreamExt::next(&mut stream).await {
+            if let agentd_models::ModelEvent::Text(delta) = event.map_err(Error::Provider)? {
+                merged.push_str(&delta);
+            }
+        }
+        let merged = merged.trim().to_owned();
+        if merged.is_empty() {
+            return Err(Error::Provider(agentd_models::ModelError::Malformed(
+                "the model answered no merged memory".to_owned(),
+            )));
+        }
+        let mut topics: Vec<String> = Vec::new();
+        for topic in before.iter().flat_map(|m| m.topics.iter()) {
+            if !topics.contains(topic) && topics.len() < MAX_TOPICS {
+                topics.push(topic.clone());
+            }
+        }
+        let now = agentd_core::now();
+        let memory = Memory {
+            tenant_id: tenant,
+            id: MemoryId::new(),
+            user_id,
+            agent_id: None,
+            team_id: None,
+            memory: checked_memory(merged)?,
+            topics,
+            input: None,
+            feedback: None,
+            created_at: now,
+            updated_at: now,
+        };
+        if apply {
+            self.store.insert_memory(&memory).await?;
+            let ids: Vec<MemoryId> = before.iter().map(|m| m.id).collect();
+            self.store
+                .delete_memories(tenant, &ids, Some(&memory.user_id))
+                .await?;
+        }
+        let tokens_after = estimate_tokens(&memory.memory);
+        Ok(OptimizeReport {
+            memories_before: before.len() as u64,
+            memories_after: 1,
+            tokens_before,
+            tokens_after,
+            memories: vec![memory],
+            applied: apply,
+        })
     }
 
     /// Deletes one memory.

@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_memories, create_memory, delete_memories))
         .routes(routes!(get_memory, update_memory, delete_memory))
         .routes(routes!(memory_topics))
+        .routes(routes!(optimize_memories))
         .routes(routes!(user_memory_stats))
 }
 
@@ -445,5 +446,87 @@ async fn user_memory_stats(
                 last_memory_updated_at: stats.last_memory_updated_at,
             })
             .collect(),
+    }))
+}
+
+/// What to optimize.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizeMemoriesRequest {
+    /// The user whose memories are merged.
+    pub user_id: String,
+    /// The model that merges them: `provider/model` or AgentOS's `provider:model`.
+    #[schema(example = "openai/gpt-4o-mini")]
+    pub model: String,
+    /// Replace the memories with the merged one (default); `false` only shows the result.
+    #[serde(default = "yes")]
+    pub apply: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What the optimization did.
+#[derive(Serialize, ToSchema)]
+pub struct OptimizeMemoriesView {
+    /// The user's memories after: the merged one, or the unchanged ones when there was at most one.
+    pub memories: Vec<MemoryView>,
+    pub memories_before: u64,
+    pub memories_after: u64,
+    /// Estimated tokens of the memories' texts (about four characters a token).
+    pub tokens_before: u64,
+    pub tokens_after: u64,
+    pub tokens_saved: u64,
+    /// `tokens_saved` as a percentage of `tokens_before`.
+    pub reduction_percentage: f64,
+    /// Whether the merged memory replaced the old ones.
+    pub applied: bool,
+}
+
+/// Merges all of a user's memories into one with a model (AgentOS's `summarize` strategy). The model
+/// call is metered to the caller like a gateway call.
+#[utoipa::path(
+    post,
+    path = "/optimize-memories",
+    tag = "memories",
+    request_body = OptimizeMemoriesRequest,
+    security(("bearer" = ["memories:write"])),
+    responses((status = 200, body = OptimizeMemoriesView))
+)]
+async fn optimize_memories(
+    auth: Auth<scopes::MemoriesWrite>,
+    State(memories): State<Arc<MemoryService>>,
+    State(gateway): State<Arc<agentd_runtime::GatewayService>>,
+    Json(request): Json<OptimizeMemoriesRequest>,
+) -> Result<axum::Json<OptimizeMemoriesView>, ApiError> {
+    let model = match request.model.contains('/') {
+        true => request.model,
+        false => request.model.replacen(':', "/", 1),
+    };
+    let report = memories
+        .optimize(
+            &auth.principal,
+            &gateway,
+            request.user_id,
+            &model,
+            request.apply,
+        )
+        .await?;
+    let saved = report.tokens_before.saturating_sub(report.tokens_after);
+    let reduction = if report.tokens_before == 0 {
+        0.0
+    } else {
+        (saved as f64 * 1000.0 / report.tokens_before as f64).round() / 10.0
+    };
+    Ok(axum::Json(OptimizeMemoriesView {
+        memories: report.memories.into_iter().map(MemoryView::from).collect(),
+        memories_before: report.memories_before,
+        memories_after: report.memories_after,
+        tokens_before: report.tokens_before,
+        tokens_after: report.tokens_after,
+        tokens_saved: saved,
+        reduction_percentage: reduction,
+        applied: report.applied,
     }))
 }

@@ -192,7 +192,115 @@ async fn runs_without_a_user_or_without_memory_make_no_memory_call(db: TestDb) {
     assert_eq!(bad.status(), 422);
 }
 
+async fn optimizing_merges_a_users_memories_with_the_model(db: TestDb) {
+    let (app, model) = spawn_app_with_model(db).await;
+    for (text, topics) in [
+        ("The user's name is Ann.", json!(["identity"])),
+        ("Ann likes green tea.", json!(["food"])),
+        ("Ann likes green tea a lot.", json!(["food"])),
+    ] {
+        let created = app
+            .post_json(
+                "/memories",
+                &json!({"memory": text, "user_id": "ann", "topics": topics}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+    }
+    app.post_json(
+        "/memories",
+        &json!({"memory": "Bob is tall.", "user_id": "bob"}),
+    )
+    .send()
+    .await
+    .unwrap();
+
+    // A dry run shows the merge and changes nothing.
+    model.push(Reply::text("Ann likes green tea.").usage(30, 6));
+    let dry: Value = app
+        .post_json(
+            "/optimize-memories",
+            &json!({"user_id": "ann", "model": "scripted:m", "apply": false}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(dry["applied"], false, "{dry}");
+    assert_eq!(dry["memories_before"], 3);
+    assert_eq!(dry["memories_after"], 1);
+    let ann = app.get_json("/memories?user_id=ann").await;
+    assert_eq!(ann["data"].as_array().unwrap().len(), 3);
+    let prompt = &model.requests()[0].body["messages"][1]["content"];
+    assert!(
+        prompt
+            .as_str()
+            .unwrap()
+            .contains("- Ann likes green tea a lot."),
+        "{prompt}"
+    );
+
+    model.push(Reply::text("Ann, the user, likes green tea.").usage(30, 8));
+    let applied: Value = app
+        .post_json(
+            "/optimize-memories",
+            &json!({"user_id": "ann", "model": "scripted/m"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(applied["applied"], true, "{applied}");
+    assert!(applied["tokens_after"].as_u64().unwrap() < applied["tokens_before"].as_u64().unwrap());
+    assert!(applied["reduction_percentage"].as_f64().unwrap() > 0.0);
+    let ann = app.get_json("/memories?user_id=ann").await;
+    let texts: Vec<&str> = ann["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["memory"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["Ann, the user, likes green tea."]);
+    let mut topics: Vec<&str> = ann["data"][0]["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    topics.sort_unstable();
+    assert_eq!(topics, ["food", "identity"]);
+    // Bob's memories are untouched; the model calls are metered.
+    assert_eq!(
+        app.get_json("/memories?user_id=bob").await["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let usage = app.get_json("/account/usage").await;
+    assert_eq!(usage["prompt_tokens"], 60, "{usage}");
+    assert_eq!(usage["by_model"][0]["id"], "scripted/m");
+
+    // An unknown model is named.
+    let unknown = app
+        .post_json(
+            "/optimize-memories",
+            &json!({"user_id": "ann", "model": "nope/x"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}
+
 backend_tests!(
+    optimizing_merges_a_users_memories_with_the_model,
     automatic_memory_reaches_the_users_next_session,
     runs_without_a_user_or_without_memory_make_no_memory_call,
 );
