@@ -172,7 +172,7 @@ pub struct AgentSpec {
 }
 
 /// How an agent uses its users' memories (AgentOS: `enable_user_memories`,
-/// `add_memories_to_context`). Both need the run to name its user (`user_id`).
+/// `add_memories_to_context`, `enable_agentic_memory`). Both need the run to name its user (`user_id`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemorySettings {
     /// After each completed run, the model picks out new facts about the user, which are stored as
@@ -182,6 +182,10 @@ pub struct MemorySettings {
     /// The user's memories are given to the model at the start of each run.
     #[serde(default)]
     pub add_to_context: bool,
+    /// The model gets tools to add, change and delete the user's memories itself (and sees them,
+    /// with their ids).
+    #[serde(default)]
+    pub agentic: bool,
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {

@@ -108,15 +108,11 @@ impl RunService {
         user_id: Option<&str>,
     ) -> Result<Option<memory::MemoryPlan>, Error> {
         let settings = agent.spec.memory;
-        let Some(user_id) = user_id.filter(|_| settings.automatic || settings.add_to_context)
-        else {
+        let uses_memory = settings.automatic || settings.add_to_context || settings.agentic;
+        let Some(user_id) = user_id.filter(|_| uses_memory) else {
             return Ok(None);
         };
-        let known = memory::recall(self.store.as_ref(), tenant, user_id)
-            .await?
-            .into_iter()
-            .map(|m| m.memory)
-            .collect();
+        let known = memory::recall(self.store.as_ref(), tenant, user_id).await?;
         Ok(Some(memory::MemoryPlan {
             service: self.memories.clone(),
             tenant,
@@ -227,6 +223,7 @@ impl RunService {
         let memory = self
             .memory_plan(tenant, &agent, run.user_id.as_deref())
             .await?;
+        let (definitions, tools) = with_memory_tools(&agent, memory.as_ref(), definitions, tools)?;
         let plan = Plan {
             provider,
             model,
@@ -285,6 +282,7 @@ impl RunService {
         let memory = self
             .memory_plan(tenant, &agent, run.user_id.as_deref())
             .await?;
+        let (definitions, tools) = with_memory_tools(&agent, memory.as_ref(), definitions, tools)?;
         let plan = Plan {
             provider,
             model,
@@ -685,6 +683,39 @@ fn client_definition(spec: &ToolSpec) -> ToolDefinition {
     }
 }
 
+/// The run's tools plus, for an agent with agentic memory and a run with a user, the memory tools.
+fn with_memory_tools(
+    agent: &Agent,
+    memory: Option<&memory::MemoryPlan>,
+    mut definitions: Vec<ToolDefinition>,
+    mut tools: HashMap<String, ToolKind>,
+) -> Result<(Vec<ToolDefinition>, HashMap<String, ToolKind>), Error> {
+    let Some(plan) = memory.filter(|_| agent.spec.memory.agentic) else {
+        return Ok((definitions, tools));
+    };
+    for tool in memory::memory_tools(plan, agent.id) {
+        if tools.contains_key(tool.name()) {
+            return Err(Error::Conflict(format!(
+                "the agent's tool `{}` clashes with a memory tool of agentic memory",
+                tool.name()
+            )));
+        }
+        definitions.push(ToolDefinition {
+            name: tool.name().to_owned(),
+            description: tool.description().to_owned(),
+            parameters: tool.parameters(),
+        });
+        tools.insert(
+            tool.name().to_owned(),
+            ToolKind::Server {
+                tool,
+                confirm: false,
+            },
+        );
+    }
+    Ok((definitions, tools))
+}
+
 /// The messages before the conversation: the agent's instructions, then what is known about the
 /// user when the agent adds memories to its context.
 fn preamble(agent: &Agent, memory: Option<&memory::MemoryPlan>) -> Vec<ChatMessage> {
@@ -693,9 +724,10 @@ fn preamble(agent: &Agent, memory: Option<&memory::MemoryPlan>) -> Vec<ChatMessa
         .instructions
         .clone()
         .map(|content| ChatMessage::System { content });
+    let settings = agent.spec.memory;
     let known = memory
-        .filter(|_| agent.spec.memory.add_to_context)
-        .and_then(|plan| memory::context_message(&plan.known));
+        .filter(|_| settings.add_to_context || settings.agentic)
+        .and_then(|plan| memory::context_message(&plan.known, settings.agentic));
     instructions.into_iter().chain(known).collect()
 }
 

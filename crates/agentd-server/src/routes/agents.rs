@@ -175,6 +175,8 @@ pub struct CreateAgentRequest {
     pub enable_user_memories: Option<bool>,
     /// AgentOS spelling of `memory.add_to_context`.
     pub add_memories_to_context: Option<bool>,
+    /// AgentOS spelling of `memory.agentic`.
+    pub enable_agentic_memory: Option<bool>,
 }
 
 /// How an agent uses the memories of the users it talks to; both need runs to name their `user_id`.
@@ -188,6 +190,10 @@ pub struct MemoryBody {
     /// The user's memories are given to the model at the start of each run.
     #[serde(default)]
     pub add_to_context: bool,
+    /// The model gets `add_memory`, `update_memory` and `delete_memory` tools for the user's
+    /// memories (and sees them with their ids).
+    #[serde(default)]
+    pub agentic: bool,
 }
 
 impl From<MemoryBody> for MemorySettings {
@@ -195,6 +201,7 @@ impl From<MemoryBody> for MemorySettings {
         Self {
             automatic: body.automatic,
             add_to_context: body.add_to_context,
+            agentic: body.agentic,
         }
     }
 }
@@ -204,6 +211,7 @@ impl From<MemorySettings> for MemoryBody {
         Self {
             automatic: settings.automatic,
             add_to_context: settings.add_to_context,
+            agentic: settings.agentic,
         }
     }
 }
@@ -242,6 +250,9 @@ impl From<CreateAgentRequest> for AgentSpec {
                 add_to_context: request
                     .add_memories_to_context
                     .unwrap_or(request.memory.add_to_context),
+                agentic: request
+                    .enable_agentic_memory
+                    .unwrap_or(request.memory.agentic),
             },
         }
     }

@@ -39,7 +39,7 @@ async fn automatic_memory_reaches_the_users_next_session(db: TestDb) {
     let view = app.get_json(&format!("/agents/{agent}")).await;
     assert_eq!(
         view["memory"],
-        json!({"automatic": true, "add_to_context": true})
+        json!({"automatic": true, "add_to_context": true, "agentic": false})
     );
 
     // First run: the answer, then the extraction, which finds one fact.
@@ -179,7 +179,7 @@ async fn runs_without_a_user_or_without_memory_make_no_memory_call(db: TestDb) {
     let patched: Value = patched.json().await.unwrap();
     assert_eq!(
         patched["memory"],
-        json!({"automatic": false, "add_to_context": true})
+        json!({"automatic": false, "add_to_context": true, "agentic": false})
     );
     let bad = app
         .post_json(
@@ -299,7 +299,104 @@ async fn optimizing_merges_a_users_memories_with_the_model(db: TestDb) {
     assert_eq!(unknown.status(), 404);
 }
 
+async fn agentic_memory_lets_the_model_keep_its_users_memories(db: TestDb) {
+    let (app, model) = spawn_app_with_model(db).await;
+    let agent = app
+        .create_agent_id(
+            &json!({"name": "keeper", "model": "scripted/m", "enable_agentic_memory": true}),
+        )
+        .await;
+    let bobs: Value = app
+        .post_json(
+            "/memories",
+            &json!({"memory": "Bob is tall.", "user_id": "bob"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bobs_id = bobs["memory_id"].as_str().unwrap().to_owned();
+
+    model.push(Reply::tool_call(
+        "c1",
+        "add_memory",
+        r#"{"memory": "The user is vegan.", "topics": ["food"]}"#,
+    ));
+    model.push(Reply::text("Noted."));
+    let first = run(
+        &app,
+        &agent,
+        &[("message", "I am vegan."), ("user_id", "ann")],
+    )
+    .await;
+    assert_eq!(first["content"], "Noted.");
+    let requests = model.requests();
+    let tools: Vec<&str> = requests[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(tools, ["add_memory", "update_memory", "delete_memory"]);
+    let ann = app.get_json("/memories?user_id=ann").await;
+    assert_eq!(ann["data"][0]["memory"], "The user is vegan.");
+    assert_eq!(ann["data"][0]["topics"], json!(["food"]));
+    let id = ann["data"][0]["memory_id"].as_str().unwrap().to_owned();
+
+    // The next run sees the memory with its id, changes it, and cannot touch another user's.
+    model.push(Reply::tool_call(
+        "c2",
+        "update_memory",
+        &json!({"memory_id": id, "memory": "The user is vegetarian."}).to_string(),
+    ));
+    model.push(Reply::tool_call(
+        "c3",
+        "delete_memory",
+        &json!({"memory_id": bobs_id}).to_string(),
+    ));
+    model.push(Reply::text("Updated."));
+    run(
+        &app,
+        &agent,
+        &[("message", "Actually I eat eggs."), ("user_id", "ann")],
+    )
+    .await;
+    assert!(system_text(&model, 2).contains(&format!("[{id}] The user is vegan.")));
+    let tool_results: Vec<String> = model.requests()[4].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        tool_results.iter().any(|r| r.contains("has no memory")),
+        "{tool_results:?}"
+    );
+    assert_eq!(
+        app.get_json("/memories?user_id=ann").await["data"][0]["memory"],
+        "The user is vegetarian."
+    );
+    assert_eq!(
+        app.get_json("/memories?user_id=bob").await["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Without a user there are no memory tools.
+    model.push(Reply::text("Hi."));
+    run(&app, &agent, &[("message", "hello")]).await;
+    assert!(model.requests()[5].body["tools"]
+        .as_array()
+        .is_none_or(|t| t.is_empty()));
+}
+
 backend_tests!(
+    agentic_memory_lets_the_model_keep_its_users_memories,
     optimizing_merges_a_users_memories_with_the_model,
     automatic_memory_reaches_the_users_next_session,
     runs_without_a_user_or_without_memory_make_no_memory_call,
