@@ -83,6 +83,14 @@ uuid_id!(
     /// Identifies a user memory: a fact kept about a user across sessions.
     MemoryId
 );
+uuid_id!(
+    /// Identifies a knowledge content: one uploaded text, file or page.
+    ContentId
+);
+uuid_id!(
+    /// Identifies a chunk of a knowledge content: the unit that is indexed and found by search.
+    ChunkId
+);
 
 #[cfg(test)]
 mod tests {

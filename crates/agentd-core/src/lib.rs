@@ -11,6 +11,7 @@ pub mod audit;
 pub mod error;
 pub mod ids;
 pub mod key;
+pub mod knowledge;
 pub mod memory;
 pub mod redact;
 pub mod run;
@@ -19,7 +20,9 @@ pub mod tenant;
 pub mod user;
 
 pub use error::ErrorCode;
-pub use ids::{AgentId, AuditId, EventId, KeyId, MemoryId, RunId, TenantId, UserId};
+pub use ids::{
+    AgentId, AuditId, ChunkId, ContentId, EventId, KeyId, MemoryId, RunId, TenantId, UserId,
+};
 pub use key::{ApiKey, KeyName, NewApiKey, PlainKey};
 pub use scope::{Scope, ScopeSet};
 pub use tenant::{Tenant, TenantSlug};

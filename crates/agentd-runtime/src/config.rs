@@ -45,6 +45,8 @@ pub struct Config {
     pub default_plan: String,
     pub runs: RunsConfig,
     pub tools: ToolsConfig,
+    /// The knowledge base: the embedder and upload limits.
+    pub knowledge: crate::knowledge::KnowledgeConfig,
     /// The key that seals secrets at rest (agent private keys, the JWT signing key): 32 bytes as
     /// base64 or hex, usually from `AGENTD_MASTER_KEY`. Unset, `<data_dir>/master.key` is used,
     /// generated on first start. Nodes sharing one database need the same key.
@@ -184,6 +186,7 @@ impl Default for Config {
             default_plan: "default".to_owned(),
             runs: RunsConfig::default(),
             tools: ToolsConfig::default(),
+            knowledge: Default::default(),
             master_key: None,
             auth: Default::default(),
             smtp: Default::default(),
@@ -242,6 +245,7 @@ impl Config {
                 "max_body_bytes must be greater than 0".to_owned(),
             ));
         }
+        self.knowledge.check()?;
         if let Some(url) = &self.database_url {
             agentd_store::Backend::from_url(url).map_err(|e| Error::Config(e.to_string()))?;
         }

@@ -57,6 +57,12 @@ pub enum Error {
     UnknownModel(String),
     #[error("{0}")]
     Provider(#[source] agentd_models::ModelError),
+    /// An upload larger than the configured limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Content of a type the server cannot read.
+    #[error("{0}")]
+    UnsupportedType(String),
     #[error("configuration: {0}")]
     Config(String),
     #[error("internal: {0}")]
@@ -107,6 +113,8 @@ impl Error {
             Self::UnknownModel(_) => ErrorCode::NotFound,
             Self::Provider(agentd_models::ModelError::RateLimited { .. }) => ErrorCode::RateLimited,
             Self::Provider(_) => ErrorCode::ProviderFailed,
+            Self::TooLarge(_) => ErrorCode::PayloadTooLarge,
+            Self::UnsupportedType(_) => ErrorCode::UnsupportedMediaType,
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Config(_) | Self::Internal(_) | Self::Store(_) => ErrorCode::Internal,
         }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod gateway;
 pub mod health;
 pub mod identity;
+pub mod knowledge;
 pub mod login;
 pub mod mail;
 pub mod memories;
@@ -42,6 +43,7 @@ pub use config::Config;
 pub use error::Error;
 pub use gateway::{GatewayService, ListedModel, Target};
 pub use identity::{IdentityService, Signature, Verification, VerifyRequest};
+pub use knowledge::KnowledgeService;
 pub use memories::MemoryService;
 pub use page::{Page, PageRequest};
 pub use registry::{RegistryService, SpecPatch};
@@ -63,6 +65,8 @@ pub struct Runtime {
     pub sessions: Arc<SessionService>,
     /// User memories.
     pub memories: Arc<MemoryService>,
+    /// The knowledge base: contents, their processing, and search.
+    pub knowledge: Arc<KnowledgeService>,
     pub usage: Arc<UsageService>,
     pub gateway: Arc<GatewayService>,
     /// The audit log; call [`AuditService::flush`] before closing the store.
@@ -123,6 +127,11 @@ impl Runtime {
         let providers = agentd_models::Providers::from_config(&config.providers)
             .and_then(|providers| providers.with_routes(&config.routes))
             .map_err(|e| Error::Config(format!("providers: {e}")))?;
+        if let Some(embedder) = &config.knowledge.embedder {
+            providers
+                .resolve(embedder)
+                .map_err(|e| Error::Config(format!("knowledge.embedder: {e}")))?;
+        }
         let usage = Arc::new(UsageService::new(
             store.clone(),
             config.plans.clone(),
@@ -143,10 +152,19 @@ impl Runtime {
             config.runs.limits(),
         ));
         runs.recover().await?;
+        let knowledge = Arc::new(KnowledgeService::new(
+            store.clone(),
+            gateway.clone(),
+            config.knowledge.clone(),
+            config.tools.http_fetch.clone(),
+            config.node_id.clone(),
+        ));
+        knowledge.recover().await?;
         let runtime = Self {
             runs,
             sessions: Arc::new(SessionService::new(store.clone())),
             memories: Arc::new(MemoryService::new(store.clone())),
+            knowledge,
             audit: Arc::new(AuditService::start(store.clone())),
             usage,
             gateway,

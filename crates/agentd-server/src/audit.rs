@@ -48,6 +48,7 @@ use crate::middleware::RequestId;
 const ROUTINE_POSTS: &[&str] = &[
     "/agents/{agent_id}/heartbeat",
     "/identity/verify",
+    "/knowledge/search",
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/embeddings",

@@ -102,6 +102,12 @@ pub mod scopes {
         MemoriesWrite = "memories:write";
         /// Delete user memories.
         MemoriesDelete = "memories:delete";
+        /// List, read and search knowledge contents; read the knowledge configuration.
+        KnowledgeRead = "knowledge:read";
+        /// Upload knowledge contents and change their name, description and metadata.
+        KnowledgeWrite = "knowledge:write";
+        /// Delete knowledge contents.
+        KnowledgeDelete = "knowledge:delete";
         /// List models (and the agents that can be addressed as models).
         ModelsRead = "models:read";
         /// Call models through the gateway (an agent addressed as a model also needs `agents:<id>:run`).

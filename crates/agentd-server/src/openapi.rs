@@ -31,6 +31,7 @@ pub const BEARER: &str = "bearer";
         (name = "audit", description = "The audit log: every change and every refused request, hash-chained per tenant"),
         (name = "identity", description = "Agents' Ed25519 identities: agent keys, rotation, signing and verification"),
         (name = "memories", description = "User memories: facts kept about a user across sessions, with topics and per-user figures"),
+        (name = "knowledge", description = "The knowledge base: contents uploaded as text, files or URLs, chunked, embedded and searched by keyword, vector or both"),
     )
 )]
 pub struct ApiDoc;

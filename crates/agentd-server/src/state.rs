@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use agentd_runtime::IdentityService;
 use agentd_runtime::{
-    AccessService, AuditService, CapabilityService, Config, GatewayService, MemoryService,
-    RegistryService, ResourceService, RunService, Runtime, SessionService, UsageService,
+    AccessService, AuditService, CapabilityService, Config, GatewayService, KnowledgeService,
+    MemoryService, RegistryService, ResourceService, RunService, Runtime, SessionService,
+    UsageService,
 };
 use axum::extract::FromRef;
 
@@ -22,6 +23,7 @@ pub struct AppState {
     pub runs: Arc<RunService>,
     pub sessions: Arc<SessionService>,
     pub memories: Arc<MemoryService>,
+    pub knowledge: Arc<KnowledgeService>,
     pub usage: Arc<UsageService>,
     pub gateway: Arc<GatewayService>,
     pub identity: Arc<IdentityService>,
@@ -44,6 +46,7 @@ impl AppState {
             runs: runtime.runs.clone(),
             sessions: runtime.sessions.clone(),
             memories: runtime.memories.clone(),
+            knowledge: runtime.knowledge.clone(),
             usage: runtime.usage.clone(),
             gateway: runtime.gateway.clone(),
             identity: runtime.identity.clone(),

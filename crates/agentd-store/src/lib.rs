@@ -6,7 +6,9 @@
 //! [`KeyStore::find_key_by_hash`]: the key's hash *is* the credential that names the tenant. Two
 //! system reads visit every tenant on purpose: [`TenantStore::list_tenant_ids`] (for jobs such as the
 //! health sweeper) and [`RunStore::list_unfinished_runs`] (a restarting node's own runs); and
-//! [`AuditStore::audit_chains`] lists every tenant's audit chain for `agentd audit verify`.
+//! [`AuditStore::audit_chains`] lists every tenant's audit chain for `agentd audit verify`; and
+//! [`KnowledgeStore::fail_interrupted_contents`] fails the contents a restarting node left
+//! processing (by node, like the runs).
 
 use std::sync::Arc;
 
@@ -15,11 +17,13 @@ use agentd_core::agent::{
     Endorsement,
 };
 use agentd_core::audit::{AuditEntry, AuditOutcome, AuditRecord};
+use agentd_core::knowledge::{Chunk, Content};
 use agentd_core::memory::Memory;
 use agentd_core::run::{Run, RunEvent, RunStatus, Session, SessionId, SessionKind};
 use agentd_core::user::{StoredToken, TokenKind};
 use agentd_core::{
-    AgentId, ApiKey, EventId, KeyId, MemoryId, RunId, Tenant, TenantId, TenantSlug, Timestamp,
+    AgentId, ApiKey, ChunkId, ContentId, EventId, KeyId, MemoryId, RunId, Tenant, TenantId,
+    TenantSlug, Timestamp,
 };
 use agentd_core::{Email, Role, User, UserId};
 use async_trait::async_trait;
@@ -100,6 +104,7 @@ pub trait Store:
     + AuditStore
     + UserStore
     + MemoryStore
+    + KnowledgeStore
     + Send
     + Sync
     + 'static
@@ -778,6 +783,149 @@ pub trait MemoryStore {
         offset: u64,
         limit: u32,
     ) -> Result<(Vec<UserMemoryStats>, u64), StoreError>;
+}
+
+/// What [`KnowledgeStore::insert_content`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ContentInsert {
+    /// The content was stored (replacing a `failed` one with the same hash, if there was one).
+    Inserted,
+    /// The tenant has a content with the same hash that has not failed: nothing was written.
+    Duplicate(Box<Content>),
+}
+
+/// Where a content list starts: after skipping some contents (page numbers), or after this content
+/// in list order (newest first), for cursors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContentStart {
+    Offset(u64),
+    After(ContentId),
+}
+
+/// Which chunks a search considers: those of contents whose metadata has each of these top-level
+/// keys with exactly this value (compared as JSON text, see [`metadata_value_text`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChunkFilter {
+    pub metadata: Vec<(String, serde_json::Value)>,
+}
+
+/// A chunk found by a search, with its rank score (higher is better).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScoredChunk {
+    pub chunk_id: ChunkId,
+    pub score: f64,
+}
+
+/// A chunk with what a search result shows of its content.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChunkHit {
+    pub chunk_id: ChunkId,
+    pub content_id: ContentId,
+    pub seq: u32,
+    pub text: String,
+    pub content_name: String,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The text a metadata value is stored and compared as: its compact JSON (`"a"`, `1`, `true`).
+pub fn metadata_value_text(value: &serde_json::Value) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
+}
+
+/// Knowledge contents and their chunks. A content's chunks are written in one transaction with its
+/// move to `completed`, so a content has all its chunks or none. Keyword search is the backend's
+/// full-text index (SQLite FTS5, PostgreSQL `tsvector` with a GIN index); vector search is exact
+/// cosine over the tenant's embeddings, computed here while the rows stream by.
+#[async_trait]
+pub trait KnowledgeStore {
+    /// Stores a new `processing` content with its metadata, unless the tenant has a content with
+    /// the same hash that has not failed (then that one is returned and nothing is written). A
+    /// `failed` content with the same hash is replaced. Safe to race: one upload wins.
+    async fn insert_content(&self, content: &Content) -> Result<ContentInsert, StoreError>;
+    /// One content of the tenant.
+    async fn get_content(
+        &self,
+        tenant: TenantId,
+        id: ContentId,
+    ) -> Result<Option<Content>, StoreError>;
+    /// Up to `limit` contents of the tenant, newest first, from `start`; and how many it has.
+    async fn list_contents(
+        &self,
+        tenant: TenantId,
+        start: ContentStart,
+        limit: u32,
+    ) -> Result<(Vec<Content>, u64), StoreError>;
+    /// Replaces a content's name, description, metadata and `updated_at`; `false` if the tenant has
+    /// no such content.
+    async fn update_content_details(&self, content: &Content) -> Result<bool, StoreError>;
+    /// In one transaction: marks a `processing` content `completed` with `chunks.len()` chunks, the
+    /// embedder they were embedded with and `message`, and writes the chunks (indexed for keyword
+    /// search). `false`, writing nothing, when the content is gone or no longer `processing`.
+    async fn complete_content(
+        &self,
+        tenant: TenantId,
+        id: ContentId,
+        chunks: &[Chunk],
+        embedder: Option<&str>,
+        message: Option<&str>,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Marks a `processing` content `failed` with `reason`; `false` when it is gone or not
+    /// `processing`.
+    async fn fail_content(
+        &self,
+        tenant: TenantId,
+        id: ContentId,
+        reason: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Deletes a content with its chunks and metadata; `false` if the tenant has no such content.
+    async fn delete_content(&self, tenant: TenantId, id: ContentId) -> Result<bool, StoreError>;
+    /// Deletes every content of the tenant; how many there were.
+    async fn delete_all_contents(&self, tenant: TenantId) -> Result<u64, StoreError>;
+    /// System level, for a node's start: fails every content `node` left `processing`, in every
+    /// tenant, with `reason`; how many.
+    async fn fail_interrupted_contents(
+        &self,
+        node: &str,
+        reason: &str,
+        at: Timestamp,
+    ) -> Result<u64, StoreError>;
+    /// A content's chunks in order.
+    async fn list_chunks(
+        &self,
+        tenant: TenantId,
+        content: ContentId,
+    ) -> Result<Vec<Chunk>, StoreError>;
+    /// The best `limit` chunks of the tenant matching any of `words` in the full-text index (stemmed
+    /// English), best first, with the backend's relevance score.
+    async fn keyword_search(
+        &self,
+        tenant: TenantId,
+        words: &[String],
+        filter: &ChunkFilter,
+        limit: u32,
+    ) -> Result<Vec<ScoredChunk>, StoreError>;
+    /// The `limit` chunks of the tenant embedded by `embedder` whose embeddings are nearest to
+    /// `vector` by cosine similarity (exact: every candidate is compared), best first; chunks with
+    /// a similarity of 0 or less (or of another dimension) are left out.
+    async fn nearest_chunks(
+        &self,
+        tenant: TenantId,
+        embedder: &str,
+        vector: &[f32],
+        filter: &ChunkFilter,
+        limit: u32,
+    ) -> Result<Vec<ScoredChunk>, StoreError>;
+    /// The chunks of the tenant with these ids, with their contents' names and metadata, in no
+    /// particular order; ids the tenant does not have are skipped.
+    async fn get_chunk_hits(
+        &self,
+        tenant: TenantId,
+        ids: &[ChunkId],
+    ) -> Result<Vec<ChunkHit>, StoreError>;
+    /// The distinct top-level metadata keys of the tenant's contents, sorted.
+    async fn knowledge_metadata_keys(&self, tenant: TenantId) -> Result<Vec<String>, StoreError>;
 }
 
 /// Opens the database named by `url` (`sqlite:<path>` or `postgres://…`), creating a SQLite file if

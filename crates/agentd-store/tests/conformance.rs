@@ -6,20 +6,26 @@ use agentd_core::agent::{
     Agent, AgentEvent, AgentEventKind, AgentHealth, AgentResources, AgentSpec, AgentStatus,
     Capability, Endorsement, ResourceLimits, ResourceUsage, ToolSpec,
 };
+use agentd_core::knowledge::{
+    content_hash, Chunk, ChunkStrategy, Chunking, Content, ContentKind, ContentSource,
+    ContentStatus,
+};
 use agentd_core::memory::Memory;
 use agentd_core::run::{
     ChatMessage, Run, RunEvent, RunEventData, RunLimits, RunMetrics, RunStatus, Session, SessionId,
     SessionKind, SessionPolicy, ToolCall, ToolExecution,
 };
-use agentd_core::MemoryId;
 use agentd_core::{
     AgentId, ApiKey, EventId, KeyId, KeyName, NewApiKey, RunId, Scope, ScopeSet, Tenant, TenantSlug,
 };
+use agentd_core::{ChunkId, ContentId, MemoryId};
 use agentd_store::{
-    AgentFilter, MemoryFilter, MemorySort, MemorySortField, MemoryStart, ModelCall, RunFilter,
-    RunStats, SessionCursor, SessionFilter, Store, StoreError, Update, UsageRow, UserMemoryStats,
+    AgentFilter, ChunkFilter, ChunkHit, ContentInsert, ContentStart, MemoryFilter, MemorySort,
+    MemorySortField, MemoryStart, ModelCall, RunFilter, RunStats, ScoredChunk, SessionCursor,
+    SessionFilter, Store, StoreError, Update, UsageRow, UserMemoryStats,
 };
 use agentd_testkit::{backend_tests, TestDb};
+use serde_json::json;
 
 async fn open(db: &TestDb) -> Arc<dyn Store> {
     agentd_store::connect(&db.url())
@@ -2185,7 +2191,438 @@ async fn memories_filter_sort_page_and_stay_in_their_tenant(db: TestDb) {
     );
 }
 
+fn content(tenant: &Tenant, name: &str, bytes: &[u8], metadata: serde_json::Value) -> Content {
+    let now = agentd_core::now();
+    Content {
+        tenant_id: tenant.id,
+        id: ContentId::new(),
+        name: name.to_owned(),
+        description: Some(format!("about {name}")),
+        metadata: metadata.as_object().cloned().unwrap_or_default(),
+        kind: ContentKind::Markdown,
+        source: ContentSource::File {
+            file_name: format!("{name}.md"),
+        },
+        size_bytes: bytes.len() as u64,
+        content_hash: content_hash(bytes),
+        status: ContentStatus::Processing,
+        status_message: None,
+        chunk_count: 0,
+        chunking: Chunking {
+            strategy: ChunkStrategy::Markdown,
+            chunk_size: 500,
+            overlap: 50,
+        },
+        embedder: Some("p/m".to_owned()),
+        node_id: "node-1".to_owned(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn chunks_of(content: &Content, texts: &[(&str, Option<Vec<f32>>)]) -> Vec<Chunk> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(seq, (text, embedding))| Chunk {
+            tenant_id: content.tenant_id,
+            id: ChunkId::new(),
+            content_id: content.id,
+            seq: seq as u32,
+            text: (*text).to_owned(),
+            embedding: embedding.clone(),
+        })
+        .collect()
+}
+
+fn chunk_ids(found: &[ScoredChunk]) -> Vec<ChunkId> {
+    found.iter().map(|scored| scored.chunk_id).collect()
+}
+
+fn words(text: &str) -> Vec<String> {
+    text.split_whitespace().map(str::to_owned).collect()
+}
+
+async fn knowledge_contents_complete_once_search_and_stay_in_their_tenant(db: TestDb) {
+    let store = open(&db).await;
+    let (a, b) = (tenant("a"), tenant("b"));
+    store.create_tenant(&a).await.unwrap();
+    store.create_tenant(&b).await.unwrap();
+    let none = ChunkFilter::default();
+
+    // Inserting, and finding the same bytes again (per tenant).
+    let foxes = content(
+        &a,
+        "foxes",
+        b"fox bytes",
+        json!({"lang": "en", "year": 2024}),
+    );
+    assert_eq!(
+        store.insert_content(&foxes).await.unwrap(),
+        ContentInsert::Inserted
+    );
+    let again = content(&a, "again", b"fox bytes", json!({}));
+    assert_eq!(
+        store.insert_content(&again).await.unwrap(),
+        ContentInsert::Duplicate(Box::new(foxes.clone()))
+    );
+    assert_eq!(store.get_content(a.id, again.id).await.unwrap(), None);
+    let b_foxes = content(&b, "b-foxes", b"fox bytes", json!({"lang": "en"}));
+    assert_eq!(
+        store.insert_content(&b_foxes).await.unwrap(),
+        ContentInsert::Inserted
+    );
+    assert_eq!(
+        store.get_content(a.id, foxes.id).await.unwrap(),
+        Some(foxes.clone())
+    );
+    assert_eq!(store.get_content(b.id, foxes.id).await.unwrap(), None);
+
+    // Completing writes the chunks with their embeddings, once.
+    let fox_chunks = chunks_of(
+        &foxes,
+        &[
+            ("The quick brown fox jumps", Some(vec![1.0, 0.0, 0.0])),
+            ("Foxes sleep in dens", Some(vec![0.6, 0.8, 0.0])),
+            ("Nothing in common", Some(vec![-1.0, 0.0, 0.0])),
+        ],
+    );
+    let at = chrono::DateTime::from_timestamp_millis(5_000).unwrap();
+    assert!(store
+        .complete_content(a.id, foxes.id, &fox_chunks, Some("p/m"), None, at)
+        .await
+        .unwrap());
+    assert!(!store
+        .complete_content(a.id, foxes.id, &fox_chunks[..1], Some("p/m"), None, at)
+        .await
+        .unwrap());
+    assert!(!store
+        .fail_content(a.id, foxes.id, "too late", at)
+        .await
+        .unwrap());
+    let completed = store.get_content(a.id, foxes.id).await.unwrap().unwrap();
+    assert_eq!(completed.status, ContentStatus::Completed);
+    assert_eq!(completed.chunk_count, 3);
+    assert_eq!(completed.updated_at, at);
+    assert_eq!(store.list_chunks(a.id, foxes.id).await.unwrap(), fox_chunks);
+    assert!(store.list_chunks(b.id, foxes.id).await.unwrap().is_empty());
+    let b_chunks = chunks_of(
+        &b_foxes,
+        &[("A fox of tenant b", Some(vec![1.0, 0.0, 0.0]))],
+    );
+    assert!(store
+        .complete_content(b.id, b_foxes.id, &b_chunks, Some("p/m"), None, at)
+        .await
+        .unwrap());
+    // A content of another tenant cannot be completed through this one.
+    let owls = content(&a, "owls", b"owl bytes", json!({"lang": "fr"}));
+    store.insert_content(&owls).await.unwrap();
+    assert!(!store
+        .complete_content(b.id, owls.id, &b_chunks, None, None, at)
+        .await
+        .unwrap());
+    let owl_chunks = chunks_of(&owls, &[("Owls hunt at night, unlike the fox", None)]);
+    assert!(store
+        .complete_content(a.id, owls.id, &owl_chunks, None, Some("no embedder"), at)
+        .await
+        .unwrap());
+    let owls_stored = store.get_content(a.id, owls.id).await.unwrap().unwrap();
+    assert_eq!(owls_stored.embedder, None);
+    assert_eq!(owls_stored.status_message.as_deref(), Some("no embedder"));
+
+    // Keyword search: stemmed words, any of them, the tenant's chunks only, with filters.
+    let found = store
+        .keyword_search(a.id, &words("fox"), &none, 10)
+        .await
+        .unwrap();
+    let mut expected = vec![fox_chunks[0].id, fox_chunks[1].id, owl_chunks[0].id];
+    expected.sort();
+    let mut got = chunk_ids(&found);
+    got.sort();
+    assert_eq!(
+        got, expected,
+        "`fox` finds foxes too (stemming), never tenant b's"
+    );
+    assert!(found.iter().all(|scored| scored.score > 0.0), "{found:?}");
+    assert!(found.windows(2).all(|w| w[0].score >= w[1].score));
+    let french = ChunkFilter {
+        metadata: vec![("lang".to_owned(), json!("fr"))],
+    };
+    assert_eq!(
+        chunk_ids(
+            &store
+                .keyword_search(a.id, &words("fox"), &french, 10)
+                .await
+                .unwrap()
+        ),
+        [owl_chunks[0].id]
+    );
+    let year = ChunkFilter {
+        metadata: vec![
+            ("lang".to_owned(), json!("en")),
+            ("year".to_owned(), json!(2024)),
+        ],
+    };
+    assert_eq!(
+        store
+            .keyword_search(a.id, &words("fox"), &year, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        store
+            .keyword_search(a.id, &words("fox"), &year, 1)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "the limit holds"
+    );
+    assert!(store
+        .keyword_search(a.id, &words("zeppelin"), &none, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .keyword_search(a.id, &[], &none, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        chunk_ids(
+            &store
+                .keyword_search(b.id, &words("fox"), &none, 10)
+                .await
+                .unwrap()
+        ),
+        [b_chunks[0].id]
+    );
+
+    // Vector search: exact cosine over the embedder's chunks, best first, unrelated ones left out.
+    let nearest = store
+        .nearest_chunks(a.id, "p/m", &[2.0, 0.0, 0.0], &none, 10)
+        .await
+        .unwrap();
+    assert_eq!(chunk_ids(&nearest), [fox_chunks[0].id, fox_chunks[1].id]);
+    assert!((nearest[0].score - 1.0).abs() < 1e-6);
+    assert!((nearest[1].score - 0.6).abs() < 1e-6);
+    assert_eq!(
+        chunk_ids(
+            &store
+                .nearest_chunks(a.id, "p/m", &[2.0, 0.0, 0.0], &none, 1)
+                .await
+                .unwrap()
+        ),
+        [fox_chunks[0].id]
+    );
+    assert!(store
+        .nearest_chunks(a.id, "other/model", &[1.0, 0.0, 0.0], &none, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        store
+            .nearest_chunks(a.id, "p/m", &[1.0, 0.0], &none, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "another dimension compares with nothing"
+    );
+    assert!(store
+        .nearest_chunks(a.id, "p/m", &[1.0, 0.0, 0.0], &french, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        chunk_ids(
+            &store
+                .nearest_chunks(b.id, "p/m", &[1.0, 0.0, 0.0], &none, 10)
+                .await
+                .unwrap()
+        ),
+        [b_chunks[0].id]
+    );
+
+    // Hits carry their content's name and metadata; other tenants' ids are skipped.
+    let hits = store
+        .get_chunk_hits(a.id, &[fox_chunks[1].id, b_chunks[0].id])
+        .await
+        .unwrap();
+    assert_eq!(
+        hits,
+        [ChunkHit {
+            chunk_id: fox_chunks[1].id,
+            content_id: foxes.id,
+            seq: 1,
+            text: "Foxes sleep in dens".to_owned(),
+            content_name: "foxes".to_owned(),
+            metadata: foxes.metadata.clone(),
+        }]
+    );
+
+    // Details change, and filters follow the new metadata.
+    let renamed = Content {
+        name: "renamed".to_owned(),
+        description: None,
+        metadata: json!({"lang": "de"}).as_object().cloned().unwrap(),
+        updated_at: chrono::DateTime::from_timestamp_millis(6_000).unwrap(),
+        ..completed.clone()
+    };
+    assert!(store.update_content_details(&renamed).await.unwrap());
+    assert_eq!(
+        store.get_content(a.id, foxes.id).await.unwrap(),
+        Some(renamed.clone())
+    );
+    assert!(!store
+        .update_content_details(&Content {
+            tenant_id: b.id,
+            ..renamed.clone()
+        })
+        .await
+        .unwrap());
+    assert!(store
+        .keyword_search(a.id, &words("fox"), &year, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.knowledge_metadata_keys(a.id).await.unwrap(), ["lang"]);
+    assert_eq!(store.knowledge_metadata_keys(b.id).await.unwrap(), ["lang"]);
+
+    // A failed content has no chunks, and the same bytes uploaded again replace it.
+    let broken = content(&a, "broken", b"broken bytes", json!({"lang": "en"}));
+    store.insert_content(&broken).await.unwrap();
+    assert!(store
+        .fail_content(a.id, broken.id, "invalid JSON", at)
+        .await
+        .unwrap());
+    let failed = store.get_content(a.id, broken.id).await.unwrap().unwrap();
+    assert_eq!(failed.status, ContentStatus::Failed);
+    assert_eq!(failed.status_message.as_deref(), Some("invalid JSON"));
+    let retry = content(&a, "retry", b"broken bytes", json!({}));
+    assert_eq!(
+        store.insert_content(&retry).await.unwrap(),
+        ContentInsert::Inserted
+    );
+    assert_eq!(store.get_content(a.id, broken.id).await.unwrap(), None);
+
+    // Lists: newest first, by offset or after a content.
+    let (listed, total) = store
+        .list_contents(a.id, ContentStart::Offset(0), 10)
+        .await
+        .unwrap();
+    assert_eq!(total, 3);
+    let listed_ids: Vec<ContentId> = listed.iter().map(|c| c.id).collect();
+    assert_eq!(listed_ids, [retry.id, owls.id, foxes.id]);
+    let (page, _) = store
+        .list_contents(a.id, ContentStart::Offset(1), 1)
+        .await
+        .unwrap();
+    assert_eq!(page[0].id, owls.id);
+    let (after, _) = store
+        .list_contents(a.id, ContentStart::After(owls.id), 10)
+        .await
+        .unwrap();
+    assert_eq!(after.iter().map(|c| c.id).collect::<Vec<_>>(), [foxes.id]);
+    assert_eq!(
+        store
+            .list_contents(b.id, ContentStart::Offset(0), 10)
+            .await
+            .unwrap()
+            .1,
+        1
+    );
+
+    // A restarting node fails what it left processing, in every tenant, and only its own.
+    let b_pending = content(&b, "pending", b"pending bytes", json!({}));
+    store.insert_content(&b_pending).await.unwrap();
+    let elsewhere = Content {
+        node_id: "node-2".to_owned(),
+        ..content(&b, "elsewhere", b"elsewhere bytes", json!({}))
+    };
+    store.insert_content(&elsewhere).await.unwrap();
+    assert_eq!(
+        store
+            .fail_interrupted_contents("node-1", "restarted", at)
+            .await
+            .unwrap(),
+        2,
+        "a's retry and b's pending"
+    );
+    let stopped = store
+        .get_content(b.id, b_pending.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stopped.status, ContentStatus::Failed);
+    assert_eq!(stopped.status_message.as_deref(), Some("restarted"));
+    assert_eq!(
+        store
+            .get_content(b.id, elsewhere.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ContentStatus::Processing
+    );
+
+    // Deleting takes the chunks along (and out of the keyword index); other tenants' stay.
+    assert!(!store.delete_content(b.id, foxes.id).await.unwrap());
+    assert!(store.delete_content(a.id, foxes.id).await.unwrap());
+    assert!(!store.delete_content(a.id, foxes.id).await.unwrap());
+    assert!(store.list_chunks(a.id, foxes.id).await.unwrap().is_empty());
+    assert_eq!(
+        chunk_ids(
+            &store
+                .keyword_search(a.id, &words("fox"), &none, 10)
+                .await
+                .unwrap()
+        ),
+        [owl_chunks[0].id]
+    );
+    // A content deleted while processing cannot be completed afterwards.
+    let late = content(&a, "late", b"late bytes", json!({}));
+    store.insert_content(&late).await.unwrap();
+    assert!(store.delete_content(a.id, late.id).await.unwrap());
+    let late_chunks = chunks_of(&late, &[("late fox", None)]);
+    assert!(!store
+        .complete_content(a.id, late.id, &late_chunks, None, None, at)
+        .await
+        .unwrap());
+    assert!(store.list_chunks(a.id, late.id).await.unwrap().is_empty());
+
+    assert_eq!(store.delete_all_contents(a.id).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .list_contents(a.id, ContentStart::Offset(0), 10)
+            .await
+            .unwrap(),
+        (vec![], 0)
+    );
+    assert!(store
+        .keyword_search(a.id, &words("fox owls"), &none, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .knowledge_metadata_keys(a.id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        chunk_ids(
+            &store
+                .keyword_search(b.id, &words("fox"), &none, 10)
+                .await
+                .unwrap()
+        ),
+        [b_chunks[0].id]
+    );
+}
+
 backend_tests!(
+    knowledge_contents_complete_once_search_and_stay_in_their_tenant,
     memories_filter_sort_page_and_stay_in_their_tenant,
     audit_chains_are_gapless_per_tenant_and_list_newest_first,
     users_tokens_and_oauth_states_round_trip_once,

@@ -69,7 +69,18 @@ impl HttpFetch {
         Ok(first)
     }
 
-    async fn fetch(&self, mut url: url::Url) -> Result<String, String> {
+    async fn fetch(&self, url: url::Url) -> Result<String, String> {
+        let fetched = self.get(url, self.config.max_bytes).await?;
+        let mut text = String::from_utf8_lossy(&fetched.body).into_owned();
+        if fetched.truncated {
+            text.push_str("\n[truncated]");
+        }
+        Ok(format!("HTTP {}\n\n{text}", fetched.status))
+    }
+
+    /// GETs `url` with the same checks as the tool (public addresses only unless allowed, each
+    /// redirect checked again), keeping at most `max_bytes` of the body.
+    pub async fn get(&self, mut url: url::Url, max_bytes: usize) -> Result<Fetched, String> {
         for _ in 0..=MAX_REDIRECTS {
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(format!(
@@ -105,6 +116,11 @@ impl HttpFetch {
                     .map_err(|e| format!("bad redirect target {location}: {e}"))?;
                 continue;
             }
+            let content_type = response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let mut body = Vec::new();
             let mut truncated = false;
             while let Some(chunk) = response
@@ -112,7 +128,7 @@ impl HttpFetch {
                 .await
                 .map_err(|e| format!("reading {url} failed: {e}"))?
             {
-                let room = self.config.max_bytes.saturating_sub(body.len());
+                let room = max_bytes.saturating_sub(body.len());
                 if chunk.len() > room {
                     body.extend_from_slice(&chunk[..room]);
                     truncated = true;
@@ -120,14 +136,29 @@ impl HttpFetch {
                 }
                 body.extend_from_slice(&chunk);
             }
-            let mut text = String::from_utf8_lossy(&body).into_owned();
-            if truncated {
-                text.push_str("\n[truncated]");
-            }
-            return Ok(format!("HTTP {}\n\n{text}", status.as_u16()));
+            return Ok(Fetched {
+                status: status.as_u16(),
+                content_type,
+                body,
+                truncated,
+                url,
+            });
         }
         Err(format!("more than {MAX_REDIRECTS} redirects"))
     }
+}
+
+/// What [`HttpFetch::get`] got.
+#[derive(Clone, Debug)]
+pub struct Fetched {
+    pub status: u16,
+    /// The `Content-Type` header, as sent.
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+    /// Whether the body was longer than asked for (and cut).
+    pub truncated: bool,
+    /// The URL finally answered, after redirects.
+    pub url: url::Url,
 }
 
 #[async_trait]

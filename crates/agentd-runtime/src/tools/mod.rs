@@ -13,7 +13,7 @@ mod http_fetch;
 pub mod mcp;
 
 pub use current_time::CurrentTime;
-pub use http_fetch::{HttpFetch, HttpFetchConfig};
+pub use http_fetch::{Fetched, HttpFetch, HttpFetchConfig};
 
 /// A tool executed by the server.
 #[async_trait]

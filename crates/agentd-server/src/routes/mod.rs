@@ -13,6 +13,7 @@ pub mod capabilities;
 pub mod chat;
 pub mod identity;
 pub mod keys;
+pub mod knowledge;
 pub mod llm;
 pub mod login;
 pub mod memories;
@@ -39,6 +40,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(chat::router())
         .merge(sessions::router())
         .merge(memories::router())
+        .merge(knowledge::router())
         .merge(openai::router())
         .merge(llm::router())
         .merge(usage::router())

@@ -40,6 +40,7 @@ const PARAMETERS: &[(&str, Values)] = &[
     // A capability is named within its agent.
     ("capability", Values::Owned(|t| t.capabilities.clone())),
     ("memory_id", Values::Owned(|t| t.memories.clone())),
+    ("content_id", Values::Owned(|t| t.contents.clone())),
     // `spawn`, `pause`, `resume`, `restart`, `terminate` of `/agents/{agent_id}/{action}`.
     ("action", Values::Enumerated),
 ];
@@ -164,6 +165,11 @@ const BODIES: &[(&str, &str, MakeBody)] = &[
         "/memories/{memory_id}",
         |_| json!({"memory": "changed by tenant b", "topics": ["b"], "feedback": "b"}),
     ),
+    (
+        "patch",
+        "/knowledge/content/{content_id}",
+        |_| json!({"name": "renamed by b", "description": null, "metadata": {"by": "b"}}),
+    ),
 ];
 
 /// Tenant-wide lists A reads for its snapshot, besides every GET of the matrix on its own ids.
@@ -174,6 +180,8 @@ const A_LISTS: &[&str] = &[
     "/memories",
     "/memory_topics",
     "/user_memory_stats",
+    "/knowledge/content",
+    "/knowledge/config",
     "/keys",
     "/users",
     "/audit?limit=500",
@@ -186,6 +194,9 @@ const A_LISTS: &[&str] = &[
 
 /// Every string tenant A writes carries this, so any answer to B that contains it shows A's data.
 const A_MARK: &str = "tenant-a";
+
+/// The text of A's knowledge content.
+const A_KNOWLEDGE: &str = "tenant-a knowledge: the zebra migration secret";
 
 /// What a tenant owns, under the path parameter names that address it. Tenant B fills only its key,
 /// agents, runs and sessions (what the mixed calls and the body checks use).
@@ -202,6 +213,8 @@ struct Tenant {
     users: Vec<String>,
     capabilities: Vec<String>,
     memories: Vec<String>,
+    /// Knowledge contents, completed (so with chunks to search).
+    contents: Vec<String>,
     /// A's tenant key and agent key, `(id, secret)`: they must still work at the end.
     secrets: Vec<(String, String)>,
     /// The pending tool calls of A's paused run with results filled in: a valid `continue` body.
@@ -221,6 +234,7 @@ impl Tenant {
             &self.keys,
             &self.users,
             &self.memories,
+            &self.contents,
         ]
         .into_iter()
         .flatten()
@@ -351,7 +365,7 @@ fn text(value: &Value) -> String {
 
 /// Tenant A, the default tenant: an agent at version 2 with a skill, a capability (endorsed),
 /// resources, a heartbeat, an identity and a signature, a completed and a paused run, three sessions,
-/// a tenant key, an agent key, a user and two memories.
+/// a tenant key, an agent key, a user, two memories and a knowledge content (completed, embedded).
 async fn populate_a(app: &TestApp, model: &ScriptedModel) -> Tenant {
     let key = app.admin_key.clone();
     let agent = app
@@ -501,6 +515,38 @@ async fn populate_a(app: &TestApp, model: &ScriptedModel) -> Tenant {
         memories.push(text(&memory["memory_id"]));
     }
 
+    let content = expect(
+        app,
+        &key,
+        Method::POST,
+        "/knowledge/content",
+        Some(json!({
+            "text": A_KNOWLEDGE,
+            "name": "tenant-a-content",
+            "metadata": {"owner": "tenant-a-owner"},
+        })),
+        202,
+    )
+    .await;
+    let content_id = text(&content["id"]);
+    let mut status = Value::Null;
+    for _ in 0..200 {
+        status = expect(
+            app,
+            &key,
+            Method::GET,
+            format!("/knowledge/content/{content_id}/status"),
+            None,
+            200,
+        )
+        .await;
+        if status["status"] != "processing" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(status["status"], "completed", "{status}");
+
     let keys = expect(app, &key, Method::GET, "/keys", None, 200).await;
     let capabilities = expect(app, &key, Method::GET, &at("/capabilities"), None, 200).await;
     let names = |list: &Value, field: &str| -> Vec<String> {
@@ -524,6 +570,7 @@ async fn populate_a(app: &TestApp, model: &ScriptedModel) -> Tenant {
         users: vec![text(&user["id"])],
         capabilities: names(&capabilities, "name"),
         memories,
+        contents: vec![content_id],
         secrets: [tenant_key, agent_key.clone()]
             .iter()
             .map(|key| (text(&key["id"]), text(&key["key"])))
@@ -875,6 +922,7 @@ async fn b_sees_nothing_of_a(
         format!("/memories?user_id={A_MARK}-user"),
         format!("/memories?topics={A_MARK}-topic"),
         format!("/memories?search_content={A_MARK}"),
+        "/knowledge/content?limit=500".to_owned(),
         format!("/memory_topics?user_id={A_MARK}-user"),
         format!("/user_memory_stats?user_id={A_MARK}-user"),
     ]);
@@ -1002,6 +1050,53 @@ async fn ids_in_bodies(
         }
     }
 
+    // B's knowledge searches, of every type, for A's words and filtered by A's metadata, find
+    // nothing of A's; deleting all of B's knowledge deletes none of A's (the snapshot checks).
+    for search_type in ["keyword", "vector", "hybrid"] {
+        for filters in [json!({}), json!({"owner": format!("{A_MARK}-owner")})] {
+            let body = json!({
+                "query": A_KNOWLEDGE,
+                "search_type": search_type,
+                "filters": filters,
+                "max_results": 100,
+            });
+            let answer = call(app, &b.key, Method::POST, "/knowledge/search", Some(&body)).await;
+            let leaked = a_data_in(&answer.body, a);
+            if answer.status != 200 || leaked.is_some() {
+                failures.push(format!(
+                    "B: POST /knowledge/search {body} → {}",
+                    answer.describe()
+                ));
+            }
+        }
+    }
+    let answer = call(app, &b.key, Method::DELETE, "/knowledge/content", None).await;
+    if answer.status != 200 {
+        failures.push(format!(
+            "B: DELETE /knowledge/content → {}",
+            answer.describe()
+        ));
+    }
+    // The same bytes as A's are B's own upload, not a duplicate of A's content.
+    let answer = call(
+        app,
+        &b.key,
+        Method::POST,
+        "/knowledge/content",
+        Some(&json!({"text": A_KNOWLEDGE})),
+    )
+    .await;
+    let upload = answer.json();
+    if answer.status != 202
+        || upload["duplicate"] != false
+        || a.contents.contains(&text(&upload["id"]))
+    {
+        failures.push(format!(
+            "B: POST /knowledge/content with A's bytes → {}",
+            answer.describe()
+        ));
+    }
+
     // A signature is public: B may check one against A's public key, but not learn whose it is.
     let answer = call(
         app,
@@ -1071,6 +1166,8 @@ async fn another_tenants_ids_are_not_found_and_nothing_changes(db: TestDb) {
     // A's agent has sent a heartbeat, so the sweeper watches it; at the default 30 s interval a slow
     // run of this test could see it turn `degraded` between the snapshots.
     config.health.heartbeat_interval_ms = 3_600_000;
+    // Knowledge is embedded, so B's vector and hybrid searches run for real.
+    config.knowledge.embedder = Some("scripted/embedder".to_owned());
     let (app, model) = spawn_app_with_model_and(db, config).await;
     // A run that leaked onto A's agent must end rather than wait for a reply.
     model.set_default(Reply::text("scripted answer"));

@@ -252,6 +252,7 @@ async fn roles_decide_what_a_user_may_do_and_changes_apply_at_once(db: TestDb) {
             "agents:read",
             "sessions:read",
             "memories:read",
+            "knowledge:read",
             "models:read",
             "usage:read",
             "tenant:read"

@@ -11,6 +11,7 @@ mod health;
 mod identity;
 mod isolation;
 mod keys;
+mod knowledge;
 mod lifecycle;
 mod login;
 mod mcp_runs;

@@ -73,6 +73,11 @@ macro_rules! shared_queries {
             use crate::sql::prelude::*;
             include!("shared/memories.rs");
         }
+        mod knowledge {
+            use super::*;
+            use crate::sql::prelude::*;
+            include!("shared/knowledge.rs");
+        }
     };
 }
 pub(crate) use shared_queries;

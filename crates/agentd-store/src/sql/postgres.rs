@@ -39,6 +39,29 @@ async fn lock_audit_chain(
     Ok(())
 }
 
+/// Begins a transaction that writes (row locks are taken as statements run on PostgreSQL; see the
+/// SQLite backend for why it differs there).
+async fn begin_write(pool: &sqlx::PgPool) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
+    Ok(pool.begin().await?)
+}
+
+/// The `websearch_to_tsquery` text for chunks with any of `words` (letters and digits only, so
+/// nothing in them is query syntax): the words joined by `or`.
+fn keyword_query_text(words: &[String]) -> String {
+    words.join(" or ")
+}
+
+/// The keyword search over the GIN-indexed `tsv` column: `$1` the tenant, `$2` the
+/// [`keyword_query_text`], then `conditions` on the chunks (`c`); ranked by `ts_rank_cd`.
+fn keyword_search_sql(conditions: &str, limit: u32) -> String {
+    format!(
+        "SELECT c.id AS id, ts_rank_cd(c.tsv, q.query)::float8 AS score \
+         FROM knowledge_chunks c, websearch_to_tsquery('english', $2) AS q(query) \
+         WHERE c.tenant_id = $1 AND c.tsv @@ q.query{conditions} \
+         ORDER BY score DESC, c.id LIMIT {limit}"
+    )
+}
+
 impl PgStore {
     /// Connects to the server named by a `postgres://` URL and migrates the schema.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {

@@ -30,6 +30,37 @@ async fn lock_audit_chain(
     Ok(())
 }
 
+/// Begins a transaction that writes, holding SQLite's write lock from the start (`BEGIN
+/// IMMEDIATE`, which waits under the busy timeout). A deferred `BEGIN` is not enough where a
+/// statement fires the full-text index's triggers: SQLite then starts it as a reader and, finding
+/// another writer, fails at once with "database is locked" instead of waiting.
+async fn begin_write(
+    pool: &sqlx::SqlitePool,
+) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
+    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+}
+
+/// The FTS5 query for chunks with any of `words`: each word a quoted string (so nothing in it is
+/// query syntax), joined by `OR`; `bm25` ranks chunks with more and rarer words first.
+fn keyword_query_text(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|word| format!("\"{}\"", word.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" OR ")
+}
+
+/// The keyword search over the FTS5 index: `$1` the tenant, `$2` the [`keyword_query_text`], then
+/// `conditions` on the chunks (`c`). `bm25` is lower for better matches; the score is its negation.
+fn keyword_search_sql(conditions: &str, limit: u32) -> String {
+    format!(
+        "SELECT c.id AS id, -bm25(knowledge_chunks_fts) AS score FROM knowledge_chunks_fts \
+         JOIN knowledge_chunks c ON c.fts_rowid = knowledge_chunks_fts.rowid \
+         WHERE knowledge_chunks_fts MATCH $2 AND c.tenant_id = $1{conditions} \
+         ORDER BY score DESC, c.id LIMIT {limit}"
+    )
+}
+
 impl SqliteStore {
     /// Opens (creating if missing) the database file named by a `sqlite:` URL and migrates it.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
