@@ -169,6 +169,23 @@ pub struct AgentSpec {
     /// How the agent uses the long-term memories of the users it talks to.
     #[serde(default, skip_serializing_if = "is_default")]
     pub memory: MemorySettings,
+    /// How the agent uses the tenant's knowledge base.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub knowledge: KnowledgeSettings,
+}
+
+/// How an agent uses the knowledge base (AgentOS: `search_knowledge`, `add_knowledge_to_context`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnowledgeSettings {
+    /// The model gets a `search_knowledge` tool (agentic RAG).
+    #[serde(default)]
+    pub search: bool,
+    /// The chunks that best match the run's message are given to the model before it answers.
+    #[serde(default)]
+    pub add_to_context: bool,
+    /// Chunks per search (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<u32>,
 }
 
 /// How an agent uses its users' memories (AgentOS: `enable_user_memories`,

@@ -312,6 +312,9 @@ pub enum RunEventData {
     RunCompleted {
         content: String,
         metrics: RunMetrics,
+        /// What the run looked up in the knowledge base, with what it found.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        references: Vec<KnowledgeReferences>,
     },
     RunCancelled {
         reason: String,
@@ -359,6 +362,28 @@ impl RunEventData {
     pub fn ends_stream(&self) -> bool {
         self.is_terminal() || matches!(self, Self::RunPaused { .. })
     }
+}
+
+/// One knowledge search of a run (AgentOS's `MessageReferences`): the query, the chunks found, and
+/// how long it took.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KnowledgeReferences {
+    pub query: String,
+    pub references: Vec<KnowledgeReference>,
+    /// Seconds the search took.
+    pub time: f64,
+}
+
+/// One chunk a knowledge search found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KnowledgeReference {
+    pub content_id: String,
+    pub name: String,
+    pub chunk_id: String,
+    pub content: String,
+    pub score: f64,
+    #[serde(default)]
+    pub meta_data: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One entry of a run's event log. `seq` starts at 1 and grows by one per event of the run.

@@ -142,16 +142,6 @@ impl Runtime {
             providers.clone(),
             usage.clone(),
         ));
-        let runs = Arc::new(RunService::new(
-            store.clone(),
-            usage.clone(),
-            providers,
-            tools::ToolRegistry::builtin(config.tools.http_fetch.clone()),
-            Arc::new(tools::mcp::McpPool::new(config.tools.mcp.clone())),
-            config.node_id.clone(),
-            config.runs.limits(),
-        ));
-        runs.recover().await?;
         let knowledge = Arc::new(KnowledgeService::new(
             store.clone(),
             gateway.clone(),
@@ -160,6 +150,19 @@ impl Runtime {
             config.node_id.clone(),
         ));
         knowledge.recover().await?;
+        let runs = Arc::new(
+            RunService::new(
+                store.clone(),
+                usage.clone(),
+                providers,
+                tools::ToolRegistry::builtin(config.tools.http_fetch.clone()),
+                Arc::new(tools::mcp::McpPool::new(config.tools.mcp.clone())),
+                config.node_id.clone(),
+                config.runs.limits(),
+            )
+            .with_knowledge(knowledge.clone()),
+        );
+        runs.recover().await?;
         let runtime = Self {
             runs,
             sessions: Arc::new(SessionService::new(store.clone())),

@@ -35,6 +35,7 @@ pub struct SpecPatch {
     pub team_id: Option<Option<String>>,
     pub owner: Option<Option<String>>,
     pub memory: Option<agentd_core::agent::MemorySettings>,
+    pub knowledge: Option<agentd_core::agent::KnowledgeSettings>,
 }
 
 impl SpecPatch {
@@ -58,7 +59,8 @@ impl SpecPatch {
             health_path,
             team_id,
             owner,
-            memory
+            memory,
+            knowledge
         );
     }
 }

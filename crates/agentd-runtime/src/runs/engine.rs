@@ -51,6 +51,8 @@ pub(crate) struct Plan {
     /// The run's user's memories: what the run does with them, if it has a user and the agent uses
     /// memories.
     pub(crate) memory: Option<super::memory::MemoryPlan>,
+    /// The knowledge base, for agents that use it; it also collects the run's references.
+    pub(crate) knowledge: Option<super::knowledge::KnowledgePlan>,
 }
 
 /// Where an execution starts.
@@ -136,6 +138,12 @@ impl Execution {
                     RunEventData::RunCompleted {
                         content: self.content.clone(),
                         metrics,
+                        references: self
+                            .plan
+                            .knowledge
+                            .as_ref()
+                            .map(|plan| plan.take_references())
+                            .unwrap_or_default(),
                     },
                 )
             }

@@ -26,6 +26,7 @@ use crate::{Error, Page, PageRequest, Principal};
 mod engine;
 mod follow;
 mod hub;
+mod knowledge;
 mod memory;
 
 pub use follow::RunEvents;
@@ -67,6 +68,8 @@ pub struct RunService {
     store: Arc<dyn Store>,
     /// Stores the memories automatic memory picks out.
     memories: Arc<crate::memories::MemoryService>,
+    /// The knowledge base, searched by runs of agents that use it (see [`Self::with_knowledge`]).
+    knowledge: Option<Arc<crate::KnowledgeService>>,
     usage: Arc<crate::UsageService>,
     hub: Arc<RunHub>,
     providers: Providers,
@@ -87,6 +90,7 @@ impl RunService {
         defaults: RunLimits,
     ) -> Self {
         Self {
+            knowledge: None,
             memories: Arc::new(crate::memories::MemoryService::new(store.clone())),
             store,
             usage,
@@ -120,6 +124,25 @@ impl RunService {
             automatic: settings.automatic,
             known,
         }))
+    }
+
+    /// The same service, with runs searching `knowledge` for agents that use it.
+    pub fn with_knowledge(mut self, knowledge: Arc<crate::KnowledgeService>) -> Self {
+        self.knowledge = Some(knowledge);
+        self
+    }
+
+    /// What the run does with the knowledge base: `None` when the agent does not use it.
+    fn knowledge_plan(
+        &self,
+        principal: &Principal,
+        agent: &Agent,
+    ) -> Option<knowledge::KnowledgePlan> {
+        let settings = agent.spec.knowledge;
+        let service = self.knowledge.clone()?;
+        (settings.search || settings.add_to_context).then(|| {
+            knowledge::KnowledgePlan::new(service, principal.clone(), settings.max_results)
+        })
     }
 
     /// Closes the connections to MCP servers (their child processes end).
@@ -224,14 +247,25 @@ impl RunService {
             .memory_plan(tenant, &agent, run.user_id.as_deref())
             .await?;
         let (definitions, tools) = with_memory_tools(&agent, memory.as_ref(), definitions, tools)?;
+        let knowledge = self.knowledge_plan(principal, &agent);
+        let (definitions, tools) =
+            with_knowledge_tool(&agent, knowledge.as_ref(), definitions, tools)?;
+        let mut preamble = preamble(&agent, memory.as_ref());
+        if let Some(plan) = knowledge
+            .as_ref()
+            .filter(|_| agent.spec.knowledge.add_to_context)
+        {
+            preamble.extend(plan.context_message(&run.input).await);
+        }
         let plan = Plan {
             provider,
             model,
-            preamble: preamble(&agent, memory.as_ref()),
+            preamble,
             with_history: history,
             definitions,
             tools,
             memory,
+            knowledge,
         };
         let live = self.hub.register(run.id, 0);
         self.spawn(ticket, live, run.clone(), plan, Start::Fresh, slot);
@@ -283,14 +317,25 @@ impl RunService {
             .memory_plan(tenant, &agent, run.user_id.as_deref())
             .await?;
         let (definitions, tools) = with_memory_tools(&agent, memory.as_ref(), definitions, tools)?;
+        let knowledge = self.knowledge_plan(principal, &agent);
+        let (definitions, tools) =
+            with_knowledge_tool(&agent, knowledge.as_ref(), definitions, tools)?;
+        let mut preamble = preamble(&agent, memory.as_ref());
+        if let Some(plan) = knowledge
+            .as_ref()
+            .filter(|_| agent.spec.knowledge.add_to_context)
+        {
+            preamble.extend(plan.context_message(&run.input).await);
+        }
         let plan = Plan {
             provider,
             model,
-            preamble: preamble(&agent, memory.as_ref()),
+            preamble,
             with_history,
             definitions,
             tools,
             memory,
+            knowledge,
         };
         let live = self.hub.register(run.id, base_seq);
         live.publish(Arc::new(continued));
@@ -681,6 +726,38 @@ fn client_definition(spec: &ToolSpec) -> ToolDefinition {
             .clone()
             .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
     }
+}
+
+/// The run's tools plus, for an agent that searches its knowledge, `search_knowledge`.
+fn with_knowledge_tool(
+    agent: &Agent,
+    knowledge: Option<&knowledge::KnowledgePlan>,
+    mut definitions: Vec<ToolDefinition>,
+    mut tools: HashMap<String, ToolKind>,
+) -> Result<(Vec<ToolDefinition>, HashMap<String, ToolKind>), Error> {
+    let Some(plan) = knowledge.filter(|_| agent.spec.knowledge.search) else {
+        return Ok((definitions, tools));
+    };
+    let tool: Arc<dyn crate::tools::ServerTool> =
+        Arc::new(knowledge::SearchKnowledge { plan: plan.clone() });
+    if tools.contains_key(tool.name()) {
+        return Err(Error::Conflict(
+            "the agent's tool `search_knowledge` clashes with the knowledge search tool".to_owned(),
+        ));
+    }
+    definitions.push(ToolDefinition {
+        name: tool.name().to_owned(),
+        description: tool.description().to_owned(),
+        parameters: tool.parameters(),
+    });
+    tools.insert(
+        tool.name().to_owned(),
+        ToolKind::Server {
+            tool,
+            confirm: false,
+        },
+    );
+    Ok((definitions, tools))
 }
 
 /// The run's tools plus, for an agent with agentic memory and a run with a user, the memory tools.

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use agentd_core::agent::{
-    Agent, AgentHealth, AgentKind, AgentSpec, AgentStatus, LifecycleAction, McpServerSpec,
-    MemorySettings, ToolSpec,
+    Agent, AgentHealth, AgentKind, AgentSpec, AgentStatus, KnowledgeSettings, LifecycleAction,
+    McpServerSpec, MemorySettings, ToolSpec,
 };
 use agentd_core::{AgentId, ErrorCode};
 use agentd_runtime::{AgentFilter, PageRequest, RegistryService, SpecPatch};
@@ -177,6 +177,48 @@ pub struct CreateAgentRequest {
     pub add_memories_to_context: Option<bool>,
     /// AgentOS spelling of `memory.agentic`.
     pub enable_agentic_memory: Option<bool>,
+    /// How the agent uses the tenant's knowledge base.
+    #[serde(default)]
+    pub knowledge: KnowledgeBody,
+    /// AgentOS spelling of `knowledge.search`.
+    pub search_knowledge: Option<bool>,
+    /// AgentOS spelling of `knowledge.add_to_context`.
+    pub add_knowledge_to_context: Option<bool>,
+}
+
+/// How an agent uses the knowledge base.
+#[derive(Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KnowledgeBody {
+    /// The model gets a `search_knowledge` tool (agentic RAG).
+    #[serde(default)]
+    pub search: bool,
+    /// The chunks best matching the run's message are given to the model before it answers.
+    #[serde(default)]
+    pub add_to_context: bool,
+    /// Chunks per search, 1 to 20 (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<u32>,
+}
+
+impl From<KnowledgeBody> for KnowledgeSettings {
+    fn from(body: KnowledgeBody) -> Self {
+        Self {
+            search: body.search,
+            add_to_context: body.add_to_context,
+            max_results: body.max_results,
+        }
+    }
+}
+
+impl From<KnowledgeSettings> for KnowledgeBody {
+    fn from(settings: KnowledgeSettings) -> Self {
+        Self {
+            search: settings.search,
+            add_to_context: settings.add_to_context,
+            max_results: settings.max_results,
+        }
+    }
 }
 
 /// How an agent uses the memories of the users it talks to; both need runs to name their `user_id`.
@@ -254,6 +296,13 @@ impl From<CreateAgentRequest> for AgentSpec {
                     .enable_agentic_memory
                     .unwrap_or(request.memory.agentic),
             },
+            knowledge: KnowledgeSettings {
+                search: request.search_knowledge.unwrap_or(request.knowledge.search),
+                add_to_context: request
+                    .add_knowledge_to_context
+                    .unwrap_or(request.knowledge.add_to_context),
+                max_results: request.knowledge.max_results,
+            },
         }
     }
 }
@@ -285,6 +334,7 @@ pub struct UpdateAgentRequest {
     #[serde(default, deserialize_with = "crate::extract::nullable")]
     pub owner: Option<Option<String>>,
     pub memory: Option<MemoryBody>,
+    pub knowledge: Option<KnowledgeBody>,
 }
 
 impl From<UpdateAgentRequest> for SpecPatch {
@@ -308,6 +358,7 @@ impl From<UpdateAgentRequest> for SpecPatch {
             team_id: request.team_id,
             owner: request.owner,
             memory: request.memory.map(MemorySettings::from),
+            knowledge: request.knowledge.map(KnowledgeSettings::from),
         }
     }
 }
@@ -382,6 +433,7 @@ pub struct AgentView {
     #[schema(example = "MCowBQYDK2VwAyEA…")]
     pub public_key: Option<String>,
     pub memory: MemoryBody,
+    pub knowledge: KnowledgeBody,
 }
 
 impl From<Agent> for AgentView {
@@ -417,6 +469,7 @@ impl From<Agent> for AgentView {
             last_heartbeat_at: agent.last_heartbeat_at,
             public_key: agent.public_key,
             memory: spec.memory.into(),
+            knowledge: spec.knowledge.into(),
         }
     }
 }

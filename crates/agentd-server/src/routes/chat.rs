@@ -501,7 +501,9 @@ fn chat_frames(run: &Run) -> impl Fn(&RunEvent) -> Vec<Frame> {
                     })
                 })
                 .collect(),
-            RunEventData::RunCompleted { content, metrics } => vec![json!({
+            RunEventData::RunCompleted {
+                content, metrics, ..
+            } => vec![json!({
                 "type": "RunCompleted", "run_id": run_id, "session_id": session_id,
                 "message": { "role": "assistant", "content": content },
                 "finish_reason": "stop",

@@ -143,7 +143,7 @@ async fn settled(app: &TestApp, key: &str, content_id: &str) -> Value {
 }
 
 /// Uploads and waits for `completed`.
-async fn completed(app: &TestApp, body: Value) -> Value {
+pub(crate) async fn completed(app: &TestApp, body: Value) -> Value {
     let content = upload(app, body).await;
     let content = settled(app, &app.admin_key, &id(&content)).await;
     assert_eq!(content["status"], "completed", "{content}");
