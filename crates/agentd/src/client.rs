@@ -12,7 +12,7 @@ pub struct ServerArgs {
     /// The server's base URL.
     #[arg(long, env = "AGENTD_URL", default_value = "http://127.0.0.1:7777")]
     server: String,
-    /// An API key with the `agents:*` scopes the command needs.
+    /// An API key with the scopes the command needs.
     #[arg(long, env = "AGENTD_KEY", hide_env_values = true)]
     key: String,
 }
@@ -66,14 +66,23 @@ pub enum AgentsCommand {
     Terminate { id: String },
 }
 
-struct Client {
-    http: reqwest::Client,
+pub(crate) struct Client {
+    pub(crate) http: reqwest::Client,
     base: String,
     key: String,
 }
 
 impl Client {
-    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    /// A client of the server named by `server`.
+    pub(crate) fn new(server: ServerArgs) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: server.server,
+            key: server.key,
+        }
+    }
+
+    pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         let response = request
             .bearer_auth(&self.key)
             .send()
@@ -97,7 +106,7 @@ impl Client {
         Ok(value)
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base.trim_end_matches('/'))
     }
 }
@@ -105,11 +114,7 @@ impl Client {
 /// Runs an `agents` command and prints its result on standard output.
 #[allow(clippy::print_stdout)]
 pub async fn run(server: ServerArgs, command: AgentsCommand) -> anyhow::Result<()> {
-    let client = Client {
-        http: reqwest::Client::new(),
-        base: server.server,
-        key: server.key,
-    };
+    let client = Client::new(server);
     match command {
         AgentsCommand::Create {
             name,

@@ -3,6 +3,7 @@
 //! This is the only crate that uses `anyhow`: errors here are for an operator to read, not to match on.
 
 mod client;
+mod knowledge_cli;
 mod logging;
 
 use std::path::PathBuf;
@@ -70,6 +71,13 @@ enum Command {
         server: client::ServerArgs,
         #[command(subcommand)]
         command: client::AgentsCommand,
+    },
+    /// Add files to a running server's knowledge base (`--server`/`AGENTD_URL`, `--key`/`AGENTD_KEY`).
+    Knowledge {
+        #[command(flatten)]
+        server: client::ServerArgs,
+        #[command(subcommand)]
+        command: knowledge_cli::KnowledgeCommand,
     },
 }
 
@@ -142,6 +150,7 @@ fn main() -> anyhow::Result<()> {
             Command::Tenants { command } => tenants(config, command).await,
             Command::Audit { command } => audit(config, command).await,
             Command::Agents { server, command } => client::run(server, command).await,
+            Command::Knowledge { server, command } => knowledge_cli::run(server, command).await,
             Command::Config => Ok(()),
         }
     })
