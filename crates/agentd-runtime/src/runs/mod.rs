@@ -126,6 +126,50 @@ impl RunService {
         }))
     }
 
+    /// What one execution of `run` needs: the model, the run's tools plus those of memory and
+    /// knowledge, and the preamble (instructions, what is known about the user, knowledge for the
+    /// context). Made before the run is stored or claimed, so a problem here writes nothing.
+    async fn plan(
+        &self,
+        principal: &Principal,
+        agent: &Agent,
+        run: &Run,
+        (provider, model): (Arc<dyn agentd_models::ModelProvider>, String),
+        with_history: bool,
+        (mut definitions, mut tools): (Vec<ToolDefinition>, HashMap<String, ToolKind>),
+    ) -> Result<Plan, Error> {
+        let memory = self
+            .memory_plan(principal.tenant_id, agent, run.user_id.as_deref())
+            .await?;
+        let knowledge = self.knowledge_plan(principal, agent);
+        if let Some(plan) = memory.as_ref().filter(|_| agent.spec.memory.agentic) {
+            for tool in memory::memory_tools(plan, agent.id) {
+                add_server_tool(&mut definitions, &mut tools, tool, "of agentic memory")?;
+            }
+        }
+        if let Some(plan) = knowledge.as_ref().filter(|_| agent.spec.knowledge.search) {
+            let tool = Arc::new(knowledge::SearchKnowledge { plan: plan.clone() });
+            add_server_tool(&mut definitions, &mut tools, tool, "of knowledge search")?;
+        }
+        let mut preamble = preamble(agent, memory.as_ref());
+        if let Some(plan) = knowledge
+            .as_ref()
+            .filter(|_| agent.spec.knowledge.add_to_context)
+        {
+            preamble.extend(plan.context_message(&run.input).await);
+        }
+        Ok(Plan {
+            provider,
+            model,
+            preamble,
+            with_history,
+            definitions,
+            tools,
+            memory,
+            knowledge,
+        })
+    }
+
     /// The same service, with runs searching `knowledge` for agents that use it.
     pub fn with_knowledge(mut self, knowledge: Arc<crate::KnowledgeService>) -> Self {
         self.knowledge = Some(knowledge);
@@ -177,7 +221,7 @@ impl RunService {
             .map_err(|e| Error::Conflict(format!("the agent's model: {e}")))?;
         self.usage.check_tokens(tenant).await?;
         // Last among the checks: it may start (or reach) the agent's MCP servers.
-        let (definitions, tools) = self.resolve_tools(&agent, &request.tools).await?;
+        let run_tools = self.resolve_tools(&agent, &request.tools).await?;
         let session = self
             .open_session(tenant, &agent, request.session_id, request.user_id.clone())
             .await?;
@@ -241,32 +285,18 @@ impl RunService {
             created_at: now,
             updated_at: now,
         };
+        let plan = self
+            .plan(
+                principal,
+                &agent,
+                &run,
+                (provider, model),
+                history,
+                run_tools,
+            )
+            .await?;
         let slot = self.usage.acquire_run(principal).await?;
         self.store.insert_run(&run, &[]).await?;
-        let memory = self
-            .memory_plan(tenant, &agent, run.user_id.as_deref())
-            .await?;
-        let (definitions, tools) = with_memory_tools(&agent, memory.as_ref(), definitions, tools)?;
-        let knowledge = self.knowledge_plan(principal, &agent);
-        let (definitions, tools) =
-            with_knowledge_tool(&agent, knowledge.as_ref(), definitions, tools)?;
-        let mut preamble = preamble(&agent, memory.as_ref());
-        if let Some(plan) = knowledge
-            .as_ref()
-            .filter(|_| agent.spec.knowledge.add_to_context)
-        {
-            preamble.extend(plan.context_message(&run.input).await);
-        }
-        let plan = Plan {
-            provider,
-            model,
-            preamble,
-            with_history: history,
-            definitions,
-            tools,
-            memory,
-            knowledge,
-        };
         let live = self.hub.register(run.id, 0);
         self.spawn(ticket, live, run.clone(), plan, Start::Fresh, slot);
         let events = self.follow(tenant, run.id, 0);
@@ -298,7 +328,7 @@ impl RunService {
             .providers
             .resolve(&run.model)
             .map_err(|e| Error::Conflict(format!("the run's model: {e}")))?;
-        let (definitions, tools) = self.resolve_tools(&agent, &run.request_tools).await?;
+        let run_tools = self.resolve_tools(&agent, &run.request_tools).await?;
         // A run started from a message sees its session's history; one started from a whole
         // conversation does not.
         let with_history = run.messages.len() <= 1
@@ -308,35 +338,21 @@ impl RunService {
                 .skip(1)
                 .any(|m| matches!(m, ChatMessage::User { .. } | ChatMessage::System { .. }));
         let base_seq = run.last_seq;
+        let plan = self
+            .plan(
+                principal,
+                &agent,
+                &run,
+                (provider, model),
+                with_history,
+                run_tools,
+            )
+            .await?;
         let slot = self.usage.acquire_run(principal).await?;
         let continued = self
             .claim(&mut run, RunStatus::Running, RunEventData::RunContinued {})
             .await?;
         let (ticket, _, _) = self.hub.enter_session(tenant, &run.session_id);
-        let memory = self
-            .memory_plan(tenant, &agent, run.user_id.as_deref())
-            .await?;
-        let (definitions, tools) = with_memory_tools(&agent, memory.as_ref(), definitions, tools)?;
-        let knowledge = self.knowledge_plan(principal, &agent);
-        let (definitions, tools) =
-            with_knowledge_tool(&agent, knowledge.as_ref(), definitions, tools)?;
-        let mut preamble = preamble(&agent, memory.as_ref());
-        if let Some(plan) = knowledge
-            .as_ref()
-            .filter(|_| agent.spec.knowledge.add_to_context)
-        {
-            preamble.extend(plan.context_message(&run.input).await);
-        }
-        let plan = Plan {
-            provider,
-            model,
-            preamble,
-            with_history,
-            definitions,
-            tools,
-            memory,
-            knowledge,
-        };
         let live = self.hub.register(run.id, base_seq);
         live.publish(Arc::new(continued));
         self.spawn(
@@ -728,22 +744,19 @@ fn client_definition(spec: &ToolSpec) -> ToolDefinition {
     }
 }
 
-/// The run's tools plus, for an agent that searches its knowledge, `search_knowledge`.
-fn with_knowledge_tool(
-    agent: &Agent,
-    knowledge: Option<&knowledge::KnowledgePlan>,
-    mut definitions: Vec<ToolDefinition>,
-    mut tools: HashMap<String, ToolKind>,
-) -> Result<(Vec<ToolDefinition>, HashMap<String, ToolKind>), Error> {
-    let Some(plan) = knowledge.filter(|_| agent.spec.knowledge.search) else {
-        return Ok((definitions, tools));
-    };
-    let tool: Arc<dyn crate::tools::ServerTool> =
-        Arc::new(knowledge::SearchKnowledge { plan: plan.clone() });
+/// Adds a tool that agentd provides for the run (memory, knowledge); `source` names where it comes
+/// from when one of the agent's own tools has the same name.
+fn add_server_tool(
+    definitions: &mut Vec<ToolDefinition>,
+    tools: &mut HashMap<String, ToolKind>,
+    tool: Arc<dyn crate::tools::ServerTool>,
+    source: &str,
+) -> Result<(), Error> {
     if tools.contains_key(tool.name()) {
-        return Err(Error::Conflict(
-            "the agent's tool `search_knowledge` clashes with the knowledge search tool".to_owned(),
-        ));
+        return Err(Error::Conflict(format!(
+            "the agent's tool `{}` clashes with the tool {source}",
+            tool.name()
+        )));
     }
     definitions.push(ToolDefinition {
         name: tool.name().to_owned(),
@@ -757,40 +770,7 @@ fn with_knowledge_tool(
             confirm: false,
         },
     );
-    Ok((definitions, tools))
-}
-
-/// The run's tools plus, for an agent with agentic memory and a run with a user, the memory tools.
-fn with_memory_tools(
-    agent: &Agent,
-    memory: Option<&memory::MemoryPlan>,
-    mut definitions: Vec<ToolDefinition>,
-    mut tools: HashMap<String, ToolKind>,
-) -> Result<(Vec<ToolDefinition>, HashMap<String, ToolKind>), Error> {
-    let Some(plan) = memory.filter(|_| agent.spec.memory.agentic) else {
-        return Ok((definitions, tools));
-    };
-    for tool in memory::memory_tools(plan, agent.id) {
-        if tools.contains_key(tool.name()) {
-            return Err(Error::Conflict(format!(
-                "the agent's tool `{}` clashes with a memory tool of agentic memory",
-                tool.name()
-            )));
-        }
-        definitions.push(ToolDefinition {
-            name: tool.name().to_owned(),
-            description: tool.description().to_owned(),
-            parameters: tool.parameters(),
-        });
-        tools.insert(
-            tool.name().to_owned(),
-            ToolKind::Server {
-                tool,
-                confirm: false,
-            },
-        );
-    }
-    Ok((definitions, tools))
+    Ok(())
 }
 
 /// The messages before the conversation: the agent's instructions, then what is known about the
