@@ -140,7 +140,7 @@ pub async fn record_requests(
         (Some(route), Some(verb)) => Some(route.replace("{action}", verb)),
         (route, _) => route,
     };
-    let client_addr = client_address(&request);
+    let client_addr = client_address(request.extensions(), request.headers());
     let request_id = request
         .extensions()
         .get::<RequestId>()
@@ -203,11 +203,14 @@ pub async fn record_requests(
 
 /// The caller's address: the connection's peer if the server records it, else the first address of
 /// `X-Forwarded-For` (as a proxy in front of agentd would set it), else none.
-fn client_address(request: &Request) -> Option<String> {
-    if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
+pub(crate) fn client_address(
+    extensions: &axum::http::Extensions,
+    headers: &axum::http::HeaderMap,
+) -> Option<String> {
+    if let Some(ConnectInfo(peer)) = extensions.get::<ConnectInfo<SocketAddr>>() {
         return Some(peer.to_string());
     }
-    let forwarded = request.headers().get(&X_FORWARDED_FOR)?.to_str().ok()?;
+    let forwarded = headers.get(&X_FORWARDED_FOR)?.to_str().ok()?;
     let first = forwarded.split(',').next()?.trim();
     let sane = !first.is_empty()
         && first.len() <= 64

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use agentd_runtime::login::{LoginService, LoginSession};
 use agentd_runtime::tokens::TokenService;
 use agentd_runtime::Subject;
-use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::header::{ACCEPT, LOCATION, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -60,24 +60,21 @@ pub struct LinkSent {
     pub detail: &'static str,
 }
 
-/// The caller's IP address, for the per-client limit: the peer, else `X-Forwarded-For`'s first.
+/// The caller's IP address, for the per-client limit: the address the audit log records (the peer,
+/// else `X-Forwarded-For`'s first), without its port.
 struct ClientIp(Option<String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-            return Ok(Self(Some(peer.ip().to_string())));
-        }
-        let forwarded = parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty() && v.len() <= 64);
-        Ok(Self(forwarded))
+        let address = crate::audit::client_address(&parts.extensions, &parts.headers);
+        Ok(Self(address.map(
+            |address| match address.parse::<SocketAddr>() {
+                Ok(peer) => peer.ip().to_string(),
+                Err(_) => address,
+            },
+        )))
     }
 }
 
