@@ -20,7 +20,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::{AgentId, AuditId, TenantId, Timestamp};
 
@@ -151,8 +150,7 @@ pub fn canonical_bytes(record: &AuditRecord, seq: u64, prev_hash: &str) -> Vec<u
 
 /// Hex SHA-256 of the entry's canonical encoding.
 pub fn entry_hash(record: &AuditRecord, seq: u64, prev_hash: &str) -> String {
-    let digest = Sha256::digest(canonical_bytes(record, seq, prev_hash));
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::sha256_hex(&canonical_bytes(record, seq, prev_hash))
 }
 
 /// What makes a chain fail verification, at the first entry that does not fit.

@@ -5,7 +5,6 @@
 use std::fmt;
 
 use rand::distributions::{Alphanumeric, DistString};
-use sha2::{Digest, Sha256};
 
 use crate::{AgentId, KeyId, ScopeSet, TenantId, Timestamp};
 
@@ -38,8 +37,7 @@ impl PlainKey {
 
     /// The hex SHA-256 of the key: what the store keeps and looks keys up by.
     pub fn hash(&self) -> String {
-        let digest = Sha256::digest(self.0.as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        crate::sha256_hex(self.0.as_bytes())
     }
 
     /// The short, non-secret beginning of the key, for listings.

@@ -5,7 +5,6 @@
 use std::fmt;
 
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::{ChunkId, ContentId, TenantId, Timestamp};
 
@@ -224,13 +223,7 @@ pub struct Chunk {
 
 /// The hash that identifies identical uploads: `sha256:<hex>` of the bytes.
 pub fn content_hash(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut hex = String::with_capacity(7 + 64);
-    hex.push_str("sha256:");
-    for byte in digest {
-        hex.push_str(&format!("{byte:02x}"));
-    }
-    hex
+    format!("sha256:{}", crate::sha256_hex(bytes))
 }
 
 #[cfg(test)]

@@ -28,6 +28,24 @@ pub use scope::{Scope, ScopeSet};
 pub use tenant::{Tenant, TenantSlug};
 pub use user::{Email, OneTimeToken, Role, User};
 
+/// Lowercase hex of the SHA-256 of `bytes`: how keys, one-time tokens, audit entries and uploads are
+/// hashed.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
 /// A point in time, always UTC. Stored as milliseconds since the Unix epoch.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;
 

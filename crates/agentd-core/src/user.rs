@@ -7,7 +7,6 @@
 use std::fmt;
 
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 use crate::{Scope, ScopeSet, TenantId, Timestamp, UserId};
 
@@ -169,7 +168,7 @@ impl OneTimeToken {
     pub fn generate() -> Self {
         let mut bytes = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut bytes);
-        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+        Self(crate::hex(&bytes))
     }
 
     /// A presented token, as text. Any text is accepted: an unknown token simply finds nothing.
@@ -179,10 +178,7 @@ impl OneTimeToken {
 
     /// The hex SHA-256 the store keeps.
     pub fn hash(&self) -> String {
-        Sha256::digest(self.0.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::sha256_hex(self.0.as_bytes())
     }
 
     /// The secret itself, to put in a link or an answer once.

@@ -255,10 +255,6 @@ mod tests {
     fn uuid_like() -> String {
         let mut bytes = [0u8; 8];
         SystemRandom::new().fill(&mut bytes).unwrap();
-        decode_hex_inverse(&bytes)
-    }
-
-    fn decode_hex_inverse(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        agentd_core::hex(&bytes)
     }
 }
