@@ -174,57 +174,47 @@ impl LoginService {
     /// Logs in with a magic link's token: it works once, before it expires.
     #[tracing::instrument(skip_all)]
     pub async fn verify_link(&self, token: &str) -> Result<LoginSession, Error> {
-        let hash = OneTimeToken::presented(token).hash();
-        let stored = match self
-            .store
-            .use_token(TokenKind::MagicLink, &hash, agentd_core::now())
-            .await?
-        {
-            TokenUse::Used(stored) => stored,
-            TokenUse::AlreadyUsed => {
-                return Err(Error::InvalidCredentials(
-                    "this login link was used already",
-                ))
-            }
-            TokenUse::Expired => {
-                return Err(Error::InvalidCredentials("this login link has expired"))
-            }
-            TokenUse::Unknown => return Err(Error::InvalidCredentials("unknown login link")),
-        };
-        let user = self
-            .store
-            .get_user(stored.tenant_id, stored.user_id)
-            .await?
-            .ok_or(Error::InvalidCredentials("the user no longer exists"))?;
+        let user = self.spend(TokenKind::MagicLink, token).await?;
         self.start_session(user).await
     }
 
     /// Trades a refresh token for a new access token and a new refresh token; the old one is spent.
     #[tracing::instrument(skip_all)]
     pub async fn refresh(&self, refresh_token: &str) -> Result<LoginSession, Error> {
-        let hash = OneTimeToken::presented(refresh_token).hash();
+        let user = self.spend(TokenKind::Refresh, refresh_token).await?;
+        self.issue(user).await
+    }
+
+    /// Spends a one-time token of `kind` and returns the user it logs in; the error says whether
+    /// the token was used, expired or unknown.
+    async fn spend(&self, kind: TokenKind, token: &str) -> Result<User, Error> {
+        let hash = OneTimeToken::presented(token).hash();
+        let (used, expired, unknown) = match kind {
+            TokenKind::MagicLink => (
+                "this login link was used already",
+                "this login link has expired",
+                "unknown login link",
+            ),
+            TokenKind::Refresh => (
+                "this refresh token was used already",
+                "this refresh token has expired",
+                "unknown refresh token",
+            ),
+        };
         let stored = match self
             .store
-            .use_token(TokenKind::Refresh, &hash, agentd_core::now())
+            .use_token(kind, &hash, agentd_core::now())
             .await?
         {
             TokenUse::Used(stored) => stored,
-            TokenUse::AlreadyUsed => {
-                return Err(Error::InvalidCredentials(
-                    "this refresh token was used already",
-                ))
-            }
-            TokenUse::Expired => {
-                return Err(Error::InvalidCredentials("this refresh token has expired"))
-            }
-            TokenUse::Unknown => return Err(Error::InvalidCredentials("unknown refresh token")),
+            TokenUse::AlreadyUsed => return Err(Error::InvalidCredentials(used)),
+            TokenUse::Expired => return Err(Error::InvalidCredentials(expired)),
+            TokenUse::Unknown => return Err(Error::InvalidCredentials(unknown)),
         };
-        let user = self
-            .store
+        self.store
             .get_user(stored.tenant_id, stored.user_id)
             .await?
-            .ok_or(Error::InvalidCredentials("the user no longer exists"))?;
-        self.issue(user).await
+            .ok_or(Error::InvalidCredentials("the user no longer exists"))
     }
 
     /// Ends one session by spending its refresh token. An unknown or spent token is no error: the
