@@ -125,6 +125,18 @@ pub struct LoginView {
     pub user: UserView,
 }
 
+impl From<LoginSession> for LoginView {
+    fn from(session: LoginSession) -> Self {
+        Self {
+            access_token: session.access.token,
+            token_type: "Bearer",
+            expires_in: session.access.expires_in,
+            refresh_token: session.refresh_token.reveal().to_owned(),
+            user: session.user.into(),
+        }
+    }
+}
+
 /// Logs in with a magic link's token (once, before it expires).
 #[utoipa::path(
     get,
@@ -182,14 +194,7 @@ fn logged_in(
         response.extensions_mut().insert(audit);
         return response;
     }
-    let view = LoginView {
-        access_token: session.access.token,
-        token_type: "Bearer",
-        expires_in: session.access.expires_in,
-        refresh_token: session.refresh_token.reveal().to_owned(),
-        user: session.user.into(),
-    };
-    (Extension(audit), axum::Json(view)).into_response()
+    (Extension(audit), axum::Json(LoginView::from(session))).into_response()
 }
 
 /// A refresh token.
@@ -212,13 +217,7 @@ async fn refresh(
     Json(request): Json<RefreshRequest>,
 ) -> Result<axum::Json<LoginView>, ApiError> {
     let session = login.refresh(&request.refresh_token).await?;
-    Ok(axum::Json(LoginView {
-        access_token: session.access.token,
-        token_type: "Bearer",
-        expires_in: session.access.expires_in,
-        refresh_token: session.refresh_token.reveal().to_owned(),
-        user: session.user.into(),
-    }))
+    Ok(axum::Json(LoginView::from(session)))
 }
 
 /// Ends a session: its refresh token stops working (the access token runs out within minutes).
