@@ -1,9 +1,7 @@
 //! Access: who is calling (authentication by API key), what they may do (scopes), and the keys
 //! themselves. Tenancy starts here: a principal carries its tenant, and every later call passes it on.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::sync::Arc;
 
 use agentd_core::User;
 use agentd_core::{
@@ -12,6 +10,7 @@ use agentd_core::{
 };
 use agentd_store::Store;
 
+use crate::cache::TtlCache;
 use crate::tokens::{TokenService, Verified};
 use chrono::Duration;
 
@@ -100,9 +99,9 @@ impl Principal {
 pub struct AccessService {
     pub(crate) store: Arc<dyn Store>,
     /// Verified keys by hash, with the time they were read from the store.
-    cache: RwLock<HashMap<String, (ApiKey, Instant)>>,
+    cache: TtlCache<String, ApiKey>,
     /// Users behind agentd's own JWTs, with the time they were read.
-    users: RwLock<HashMap<UserId, (User, Instant)>>,
+    users: TtlCache<UserId, User>,
     /// Verifies JWTs; `None` in a service that accepts API keys only.
     tokens: Option<Arc<TokenService>>,
 }
@@ -111,8 +110,8 @@ impl AccessService {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
             store,
-            cache: RwLock::new(HashMap::new()),
-            users: RwLock::new(HashMap::new()),
+            cache: TtlCache::new(KEY_CACHE_TTL, KEY_CACHE_MAX),
+            users: TtlCache::new(KEY_CACHE_TTL, KEY_CACHE_MAX),
             tokens: None,
         }
     }
@@ -125,13 +124,7 @@ impl AccessService {
 
     /// The key with this hash: from memory while fresh, else from the store.
     async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, Error> {
-        let cached = self
-            .cache
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(hash)
-            .filter(|(_, read_at)| read_at.elapsed() < KEY_CACHE_TTL)
-            .map(|(key, _)| key.clone());
+        let cached = self.cache.get(hash);
         if cached.is_some() {
             return Ok(cached);
         }
@@ -143,23 +136,12 @@ impl AccessService {
     }
 
     fn remember(&self, key: ApiKey) {
-        let mut cache = self
-            .cache
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if cache.len() >= KEY_CACHE_MAX {
-            cache.clear();
-        }
-        cache.insert(key.hash.clone(), (key, Instant::now()));
+        self.cache.insert(key.hash.clone(), key);
     }
 
     /// Drops a key from this node's cache, so a deleted or rotated key fails on the next request.
     pub(crate) fn forget(&self, id: KeyId) {
-        let mut cache = self
-            .cache
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        cache.retain(|_, (key, _)| key.id != id);
+        self.cache.remove_where(|key| key.id == id);
     }
 
     /// Resolves a bearer credential to a principal. Unknown, malformed and expired keys are all
@@ -228,37 +210,21 @@ impl AccessService {
     }
 
     async fn user(&self, tenant: TenantId, id: UserId) -> Result<Option<User>, Error> {
-        let cached = self
-            .users
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&id)
-            .filter(|(user, read_at)| user.tenant_id == tenant && read_at.elapsed() < KEY_CACHE_TTL)
-            .map(|(user, _)| user.clone());
+        let cached = self.users.get(&id).filter(|user| user.tenant_id == tenant);
         if cached.is_some() {
             return Ok(cached);
         }
         let stored = self.store.get_user(tenant, id).await?;
-        let mut users = self
-            .users
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if users.len() >= KEY_CACHE_MAX {
-            users.clear();
-        }
         match &stored {
-            Some(user) => users.insert(id, (user.clone(), Instant::now())),
-            None => users.remove(&id),
-        };
+            Some(user) => self.users.insert(id, user.clone()),
+            None => self.users.remove(&id),
+        }
         Ok(stored)
     }
 
     /// Drops a user from memory, after a change of role or a removal.
     pub fn forget_user(&self, id: UserId) {
-        self.users
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(&id);
+        self.users.remove(&id);
     }
 
     /// Makes a key in the caller's tenant. A key never grants more than its creator holds.

@@ -10,6 +10,7 @@ pub mod access;
 pub mod agent_keys;
 pub mod audit;
 pub mod auth_config;
+mod cache;
 pub mod capabilities;
 pub mod config;
 pub mod error;

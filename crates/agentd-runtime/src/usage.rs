@@ -7,13 +7,14 @@
 //! requests, so a key may get up to `nodes × limit` per minute.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agentd_core::{AgentId, EventId, KeyId, TenantId, Timestamp};
 use agentd_store::{ModelCall, Store, UsageRow};
 use chrono::{Datelike, TimeZone, Utc};
 
+use crate::cache::TtlCache;
 use crate::config::PlanConfig;
 use crate::{Error, Principal, Subject};
 
@@ -79,7 +80,7 @@ pub struct UsageService {
     default_plan: String,
     /// Whether any plan limits anything; when none does, no check reads anything.
     limited: bool,
-    tenant_plans: RwLock<HashMap<TenantId, (Option<String>, Instant)>>,
+    tenant_plans: TtlCache<TenantId, Option<String>>,
     windows: Mutex<HashMap<Subject, Window>>,
     /// Runs executing per principal, for the plans' `concurrent_runs`.
     running: Arc<Mutex<HashMap<Subject, u32>>>,
@@ -120,7 +121,7 @@ impl UsageService {
             plans,
             default_plan,
             limited,
-            tenant_plans: RwLock::new(HashMap::new()),
+            tenant_plans: TtlCache::new(PLAN_CACHE_TTL, MAX_WINDOWS),
             windows: Mutex::new(HashMap::new()),
             running: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -150,14 +151,7 @@ impl UsageService {
 
     /// The tenant's plan name and limits (a plan the config does not list has none).
     pub async fn plan(&self, tenant: TenantId) -> Result<(String, PlanConfig), Error> {
-        let cached = self
-            .tenant_plans
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&tenant)
-            .filter(|(_, read_at)| read_at.elapsed() < PLAN_CACHE_TTL)
-            .map(|(plan, _)| plan.clone());
-        let chosen = match cached {
+        let chosen = match self.tenant_plans.get(&tenant) {
             Some(plan) => plan,
             None => {
                 let plan = self
@@ -165,14 +159,7 @@ impl UsageService {
                     .get_tenant(tenant)
                     .await?
                     .and_then(|tenant| tenant.plan);
-                let mut plans = self
-                    .tenant_plans
-                    .write()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                if plans.len() >= MAX_WINDOWS {
-                    plans.clear();
-                }
-                plans.insert(tenant, (plan.clone(), Instant::now()));
+                self.tenant_plans.insert(tenant, plan.clone());
                 plan
             }
         };
@@ -195,10 +182,7 @@ impl UsageService {
         if !self.store.set_tenant_plan(tenant, plan).await? {
             return Err(Error::NotFound("tenant"));
         }
-        self.tenant_plans
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(&tenant);
+        self.tenant_plans.remove(&tenant);
         Ok(())
     }
 
