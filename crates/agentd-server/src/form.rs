@@ -13,6 +13,24 @@ use agentd_core::ErrorCode;
 use crate::extract::parse_json;
 use crate::problem::ApiError;
 
+/// The request's media type, lowercased and without parameters (`multipart/form-data`); empty when
+/// there is no `Content-Type`.
+pub fn media_type(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// An `application/x-www-form-urlencoded` body as fields, every value a string.
+pub fn urlencoded_fields(bytes: &[u8]) -> Map<String, Value> {
+    form_urlencoded::parse(bytes)
+        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+        .collect()
+}
+
 /// A form or JSON body as one object of fields.
 pub struct Fields(pub Map<String, Value>);
 
@@ -20,14 +38,7 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let mime = request
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|v| v.trim().to_ascii_lowercase())
-            .unwrap_or_default();
-        match mime.as_str() {
+        match media_type(request.headers()).as_str() {
             "multipart/form-data" => {
                 let mut multipart = Multipart::from_request(request, state)
                     .await
@@ -56,10 +67,7 @@ impl<S: Send + Sync> FromRequest<S> for Fields {
             }
             "application/x-www-form-urlencoded" => {
                 let bytes = body_bytes(request, state).await?;
-                let fields = form_urlencoded::parse(&bytes)
-                    .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
-                    .collect();
-                Ok(Self(fields))
+                Ok(Self(urlencoded_fields(&bytes)))
             }
             "application/json" | "" => {
                 let bytes = body_bytes(request, state).await?;

@@ -14,7 +14,7 @@ use agentd_runtime::knowledge::{
 };
 use agentd_runtime::KnowledgeService;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
-use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::CONTENT_LENGTH;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -263,20 +263,11 @@ async fn read_upload(request: Request, max: usize) -> Result<Upload, ApiError> {
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large(max));
     }
-    let mime = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    match mime.as_str() {
+    match crate::form::media_type(request.headers()).as_str() {
         "multipart/form-data" => read_multipart(request, max, limit).await,
         "application/x-www-form-urlencoded" => {
             let bytes = body_bytes(request, limit, max).await?;
-            let fields = form_urlencoded::parse(&bytes)
-                .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
-                .collect();
+            let fields = crate::form::urlencoded_fields(&bytes);
             Ok(Upload { fields, file: None })
         }
         "application/json" | "" => {
