@@ -33,11 +33,10 @@ use std::sync::Arc;
 use agentd_core::audit::{platform_tenant, AuditOutcome, AuditRecord, ANONYMOUS};
 use agentd_core::{AgentId, AuditId, TenantId};
 use agentd_runtime::{AuditService, Subject};
-use axum::extract::{ConnectInfo, MatchedPath, RawPathParams, Request, State};
-use axum::http::{HeaderName, Method};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::RequestExt;
 
 use crate::auth::PrincipalSlot;
 use crate::middleware::RequestId;
@@ -111,41 +110,20 @@ pub async fn record_requests(
 ) -> Response {
     let slot = PrincipalSlot::default();
     request.extensions_mut().insert(slot.clone());
+    // Only cheap handles here (reference-counted or `Copy`): most requests are successful reads,
+    // which are not recorded, so everything else is worked out after the answer, when it is.
     let method = request.method().clone();
-    let route = request
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let uri = request.uri().clone();
+    let peer = request
         .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned());
-    let path = request.uri().path().to_owned();
-    let params: Vec<(String, String)> = match request.extract_parts::<RawPathParams>().await {
-        Ok(params) => params
-            .iter()
-            .map(|(name, value)| (name.to_owned(), value.to_owned()))
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    let param = |wanted: &str| {
-        params
-            .iter()
-            .find(|(name, _)| name == wanted)
-            .map(|(_, value)| value.as_str())
-    };
-    let path_agent = param("agent_id").and_then(|value| value.parse::<AgentId>().ok());
-    // A route whose parameter is the verb (`/agents/{agent_id}/{action}`) names it in the action.
-    // Only a plausible verb, so a client cannot write what it likes into the action.
-    let verb = param("action").filter(|verb| {
-        (1..=32).contains(&verb.len()) && verb.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-    });
-    let route = match (route, verb) {
-        (Some(route), Some(verb)) => Some(route.replace("{action}", verb)),
-        (route, _) => route,
-    };
-    let client_addr = client_address(request.extensions(), request.headers());
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| *peer);
+    let forwarded = request.headers().get(&X_FORWARDED_FOR).cloned();
     let request_id = request
         .extensions()
         .get::<RequestId>()
-        .and_then(|id| id.0.to_str().ok())
-        .map(str::to_owned);
+        .map(|id| id.0.clone());
 
     let mut response = next.run(request).await;
 
@@ -153,12 +131,35 @@ pub async fn record_requests(
     let event = response.extensions_mut().remove::<AuditEvent>();
     let changes_something = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
     let refused = status == 401 || status == 403;
-    let routine = route
-        .as_deref()
-        .is_some_and(|route| ROUTINE_POSTS.contains(&route));
+    let routine = matched
+        .as_ref()
+        .is_some_and(|route| ROUTINE_POSTS.contains(&route.as_str()));
     if event.is_none() && !refused && (!changes_something || routine) {
         return response;
     }
+    let path = uri.path();
+    let params = matched
+        .as_ref()
+        .map(|route| path_params(route.as_str(), path))
+        .unwrap_or_default();
+    let param = |wanted: &str| {
+        params
+            .iter()
+            .find(|(name, _)| *name == wanted)
+            .map(|(_, value)| *value)
+    };
+    let path_agent = param("agent_id").and_then(|value| value.parse::<AgentId>().ok());
+    // A route whose parameter is the verb (`/agents/{agent_id}/{action}`) names it in the action.
+    // Only a plausible verb, so a client cannot write what it likes into the action.
+    let verb = param("action").filter(|verb| {
+        (1..=32).contains(&verb.len()) && verb.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+    });
+    let route = match (matched.as_ref().map(MatchedPath::as_str), verb) {
+        (Some(route), Some(verb)) => Some(route.replace("{action}", verb)),
+        (route, _) => route.map(str::to_owned),
+    };
+    let client_addr = address_of(peer, forwarded.as_ref());
+    let request_id = request_id.and_then(|id| id.to_str().ok().map(str::to_owned));
     let event = event.unwrap_or_default();
     let principal = slot.take();
     let (tenant_id, actor) = match (&principal, event.subject) {
@@ -178,7 +179,7 @@ pub async fn record_requests(
     });
     let target = event
         .target
-        .unwrap_or_else(|| agentd_core::redact::redact(&path).into_owned());
+        .unwrap_or_else(|| agentd_core::redact::redact(path).into_owned());
     let agent_id = event
         .agent_id
         .or(path_agent)
@@ -207,10 +208,18 @@ pub(crate) fn client_address(
     extensions: &axum::http::Extensions,
     headers: &axum::http::HeaderMap,
 ) -> Option<String> {
-    if let Some(ConnectInfo(peer)) = extensions.get::<ConnectInfo<SocketAddr>>() {
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| *peer);
+    address_of(peer, headers.get(&X_FORWARDED_FOR))
+}
+
+/// [`client_address`] from the connection's peer and the `X-Forwarded-For` header.
+fn address_of(peer: Option<SocketAddr>, forwarded: Option<&HeaderValue>) -> Option<String> {
+    if let Some(peer) = peer {
         return Some(peer.to_string());
     }
-    let forwarded = headers.get(&X_FORWARDED_FOR)?.to_str().ok()?;
+    let forwarded = forwarded?.to_str().ok()?;
     let first = forwarded.split(',').next()?.trim();
     let sane = !first.is_empty()
         && first.len() <= 64
@@ -218,4 +227,18 @@ pub(crate) fn client_address(
             .chars()
             .all(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'));
     sane.then(|| first.to_owned())
+}
+
+/// The raw values of a route template's `{parameters}` in `path` (`/agents/{agent_id}` and
+/// `/agents/01…` → `[("agent_id", "01…")]`): the router matched `path` against the template, so
+/// their segments line up.
+fn path_params<'a>(template: &'a str, path: &'a str) -> Vec<(&'a str, &'a str)> {
+    template
+        .split('/')
+        .zip(path.split('/'))
+        .filter_map(|(pattern, value)| {
+            let name = pattern.strip_prefix('{')?.strip_suffix('}')?;
+            Some((name, value))
+        })
+        .collect()
 }
