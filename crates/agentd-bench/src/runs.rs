@@ -172,6 +172,7 @@ fn scripted_provider(model_url: &str) -> agentd_models::ProviderConfig {
         kind: agentd_models::ProviderKind::Openai,
         base_url: format!("{model_url}/v1"),
         api_key_env: None,
+        path: None,
         connect_timeout_secs: 10,
         read_timeout_secs: 3600,
         max_retries: 0,

@@ -25,12 +25,16 @@ use serde_json::Value;
 
 pub mod anthropic;
 mod http;
+#[cfg(feature = "local")]
+pub mod local;
 pub mod ollama;
 pub mod openai;
 mod route;
 mod stream;
 
 pub use anthropic::AnthropicProvider;
+#[cfg(feature = "local")]
+pub use local::LocalProvider;
 pub use ollama::OllamaProvider;
 pub use openai::OpenAiProvider;
 pub use route::RouteConfig;
@@ -198,6 +202,9 @@ pub enum ProviderKind {
     Anthropic,
     /// Ollama's native `/api/chat`.
     Ollama,
+    /// Sentence embeddings computed in-process from a model folder (`path`), e.g. all-MiniLM-L6-v2.
+    /// Embeddings only; needs the `local` cargo feature (on by default).
+    Local,
 }
 
 /// One configured provider, as in `[providers.<name>]` of `agentd.toml` or
@@ -207,7 +214,13 @@ pub enum ProviderKind {
 pub struct ProviderConfig {
     pub kind: ProviderKind,
     /// e.g. `https://api.openai.com/v1`, `https://api.anthropic.com`, `http://127.0.0.1:11434`.
+    /// Required by every kind but `local`.
+    #[serde(default)]
     pub base_url: String,
+    /// The model folder of a `local` provider (`config.json`, `model.safetensors`,
+    /// `tokenizer.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<std::path::PathBuf>,
     /// The environment variable holding the API key (read at start; the key itself is never stored in
     /// config).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -289,6 +302,7 @@ impl Providers {
                 ProviderKind::Ollama => {
                     Arc::new(OllamaProvider::new(config, api_key).map_err(in_provider)?)
                 }
+                ProviderKind::Local => local_provider(config).map_err(in_provider)?,
             };
             providers.insert(name.clone(), provider);
             providers.models.insert(name.clone(), config.models.clone());
@@ -377,6 +391,23 @@ impl Providers {
 }
 
 /// The API key of a provider, from the environment variable its config names.
+/// A `local` provider from its model folder.
+#[cfg(feature = "local")]
+fn local_provider(config: &ProviderConfig) -> Result<Arc<dyn ModelProvider>, ModelError> {
+    let path = config.path.as_deref().ok_or_else(|| {
+        ModelError::Config("a `local` provider needs `path`, its model folder".to_owned())
+    })?;
+    Ok(Arc::new(LocalProvider::new(path, &config.models)?))
+}
+
+#[cfg(not(feature = "local"))]
+fn local_provider(_: &ProviderConfig) -> Result<Arc<dyn ModelProvider>, ModelError> {
+    Err(ModelError::Config(
+        "this agentd was built without the `local` feature, so it cannot run local models"
+            .to_owned(),
+    ))
+}
+
 fn read_api_key(name: &str, config: &ProviderConfig) -> Result<Option<String>, ModelError> {
     let Some(variable) = &config.api_key_env else {
         return Ok(None);
@@ -426,6 +457,7 @@ mod tests {
             kind,
             base_url: "http://127.0.0.1:9".into(),
             api_key_env: api_key_env.map(str::to_owned),
+            path: None,
             connect_timeout_secs: 1,
             read_timeout_secs: 1,
             max_retries: 0,

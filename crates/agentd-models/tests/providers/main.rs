@@ -60,6 +60,7 @@ pub fn config(kind: ProviderKind, base_url: String) -> ProviderConfig {
         kind,
         base_url,
         api_key_env: None,
+        path: None,
         connect_timeout_secs: 1,
         read_timeout_secs: 2,
         max_retries: 2,

@@ -40,6 +40,7 @@ fn provider(base_url: String, models: &[&str], max_retries: u32) -> ProviderConf
         kind: ProviderKind::Openai,
         base_url,
         api_key_env: None,
+        path: None,
         connect_timeout_secs: 2,
         read_timeout_secs: 5,
         max_retries,
