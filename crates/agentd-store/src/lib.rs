@@ -917,6 +917,16 @@ pub trait KnowledgeStore {
         filter: &ChunkFilter,
         limit: u32,
     ) -> Result<Vec<ScoredChunk>, StoreError>;
+    /// A number that changes whenever the tenant's chunks do (a content completed or deleted), on
+    /// any node: what an in-memory copy of the embeddings is checked against. 0 before any change.
+    async fn knowledge_version(&self, tenant: TenantId) -> Result<i64, StoreError>;
+    /// Every embedding of the tenant's chunks embedded by `embedder`, with the chunk's id, for an
+    /// in-memory index.
+    async fn chunk_embeddings(
+        &self,
+        tenant: TenantId,
+        embedder: &str,
+    ) -> Result<Vec<(ChunkId, Vec<f32>)>, StoreError>;
     /// The chunks of the tenant with these ids, with their contents' names and metadata, in no
     /// particular order; ids the tenant does not have are skipped.
     async fn get_chunk_hits(

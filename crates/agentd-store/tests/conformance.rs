@@ -2445,6 +2445,27 @@ async fn knowledge_contents_complete_once_search_and_stay_in_their_tenant(db: Te
         [b_chunks[0].id]
     );
 
+    // What an in-memory index loads: the embedder's embeddings of the tenant, and a version that
+    // every change to the tenant's chunks moves.
+    let mut embedded = store.chunk_embeddings(a.id, "p/m").await.unwrap();
+    embedded.sort_by_key(|(id, _)| *id);
+    let mut expected: Vec<(ChunkId, Vec<f32>)> = fox_chunks
+        .iter()
+        .map(|chunk| (chunk.id, chunk.embedding.clone().unwrap()))
+        .collect();
+    expected.sort_by_key(|(id, _)| *id);
+    assert_eq!(embedded, expected);
+    assert!(store
+        .chunk_embeddings(a.id, "other/model")
+        .await
+        .unwrap()
+        .is_empty());
+    let version = store.knowledge_version(a.id).await.unwrap();
+    assert!(version > 0, "completing contents moved the version");
+    assert!(store.knowledge_version(b.id).await.unwrap() > 0);
+    let unused = Tenant::new(TenantSlug::parse("unused").unwrap(), "Unused");
+    assert_eq!(store.knowledge_version(unused.id).await.unwrap(), 0);
+
     // Hits carry their content's name and metadata; other tenants' ids are skipped.
     let hits = store
         .get_chunk_hits(a.id, &[fox_chunks[1].id, b_chunks[0].id])
@@ -2568,10 +2589,18 @@ async fn knowledge_contents_complete_once_search_and_stay_in_their_tenant(db: Te
     );
 
     // Deleting takes the chunks along (and out of the keyword index); other tenants' stay.
+    let before = store.knowledge_version(a.id).await.unwrap();
     assert!(!store.delete_content(b.id, foxes.id).await.unwrap());
     assert!(store.delete_content(a.id, foxes.id).await.unwrap());
     assert!(!store.delete_content(a.id, foxes.id).await.unwrap());
     assert!(store.list_chunks(a.id, foxes.id).await.unwrap().is_empty());
+    let after_delete = store.knowledge_version(a.id).await.unwrap();
+    assert_ne!(after_delete, before, "a deletion moves the version");
+    assert!(store
+        .chunk_embeddings(a.id, "p/m")
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(
         chunk_ids(
             &store
@@ -2593,6 +2622,7 @@ async fn knowledge_contents_complete_once_search_and_stay_in_their_tenant(db: Te
     assert!(store.list_chunks(a.id, late.id).await.unwrap().is_empty());
 
     assert_eq!(store.delete_all_contents(a.id).await.unwrap(), 2);
+    assert_ne!(store.knowledge_version(a.id).await.unwrap(), after_delete);
     assert_eq!(
         store
             .list_contents(a.id, ContentStart::Offset(0), 10)

@@ -381,6 +381,17 @@ impl TestApp {
         self.runtime.store.close().await;
     }
 
+    /// A second node: another server over the same database, with the same configuration (but its
+    /// own node id and port) and admin key, running beside this one.
+    pub async fn another_node(&self) -> TestApp {
+        let mut config = (*self.runtime.config).clone();
+        if config.auth.public_url.as_deref() == Some(self.base_url.as_str()) {
+            config.auth.public_url = None;
+        }
+        config.node_id = format!("{}-2", config.node_id);
+        start(self.db.clone(), config, Some(self.admin_key.clone())).await
+    }
+
     /// Stops the server and starts a new one over the same database, as a restart would.
     pub async fn restart(mut self) -> TestApp {
         self.stop().await;

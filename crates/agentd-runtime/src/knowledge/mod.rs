@@ -13,6 +13,7 @@
 pub mod chunk;
 mod html;
 pub mod read;
+mod vectors;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use agentd_core::knowledge::{
     content_hash, ChunkStrategy, Chunking, Content, ContentKind, ContentSource, ContentStatus,
 };
 use agentd_core::{ChunkId, ContentId, TenantId};
-use agentd_store::{ChunkFilter, ContentInsert, ContentStart, ScoredChunk, Store};
+use agentd_store::{ChunkFilter, ContentInsert, ContentStart, ScoredChunk, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
@@ -77,6 +78,10 @@ pub struct KnowledgeConfig {
     pub max_chunks_per_content: usize,
     /// Contents processed at once on this node; more wait their turn.
     pub concurrent_processing: usize,
+    /// The most memory, in MiB, this node uses to hold embeddings for vector search (0: none, every
+    /// vector search scans the database). A tenant's embeddings are loaded on its first search and
+    /// dropped least recently used first; 100,000 chunks of 384 dimensions take about 150 MiB.
+    pub vector_cache_mb: usize,
 }
 
 impl Default for KnowledgeConfig {
@@ -87,6 +92,7 @@ impl Default for KnowledgeConfig {
             embed_batch_size: 64,
             max_chunks_per_content: 20_000,
             concurrent_processing: 2,
+            vector_cache_mb: 1024,
         }
     }
 }
@@ -300,6 +306,7 @@ pub struct KnowledgeService {
     fetcher: HttpFetch,
     node_id: String,
     processor: Processor,
+    vectors: vectors::VectorCache,
 }
 
 impl KnowledgeService {
@@ -320,6 +327,10 @@ impl KnowledgeService {
             max_chunks: config.max_chunks_per_content,
         };
         Self {
+            vectors: vectors::VectorCache::new(
+                store.clone(),
+                config.vector_cache_mb.saturating_mul(1024 * 1024),
+            ),
             store,
             gateway,
             fetcher: HttpFetch::new(fetch),
@@ -650,16 +661,14 @@ impl KnowledgeService {
             (SearchType::Keyword, _) | (_, None) => keyword().await?,
             (SearchType::Vector, Some(embedder)) => {
                 let vector = self.embed_query(principal, embedder, query).await?;
-                self.store
-                    .nearest_chunks(tenant, embedder, &vector, &filter, reach)
+                self.nearest(tenant, embedder, &vector, &filter, reach)
                     .await?
             }
             (SearchType::Hybrid, Some(embedder)) => {
                 let vector = self.embed_query(principal, embedder, query).await?;
                 let (by_keyword, by_vector) = tokio::try_join!(
                     keyword(),
-                    self.store
-                        .nearest_chunks(tenant, embedder, &vector, &filter, reach)
+                    self.nearest(tenant, embedder, &vector, &filter, reach)
                 )?;
                 fuse(&[by_keyword, by_vector])
             }
@@ -702,6 +711,25 @@ impl KnowledgeService {
             limit,
             total,
         })
+    }
+
+    /// The nearest chunks by cosine: from this node's in-memory copy of the tenant's embeddings, or
+    /// by a scan in the store for filtered searches (and when the cache is off).
+    async fn nearest(
+        &self,
+        tenant: TenantId,
+        embedder: &str,
+        vector: &[f32],
+        filter: &ChunkFilter,
+        reach: u32,
+    ) -> Result<Vec<ScoredChunk>, StoreError> {
+        if filter.metadata.is_empty() && self.config.vector_cache_mb > 0 {
+            self.vectors.nearest(tenant, embedder, vector, reach).await
+        } else {
+            self.store
+                .nearest_chunks(tenant, embedder, vector, filter, reach)
+                .await
+        }
     }
 
     /// The query's embedding, metered as `knowledge.search`.

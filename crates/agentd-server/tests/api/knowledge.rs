@@ -22,6 +22,7 @@ backend_tests!(
     bad_uploads_are_refused_or_fail_with_a_reason_and_no_chunks,
     keyword_search_ranks_filters_and_stands_in_without_an_embedder,
     vector_and_hybrid_search_use_the_embedder,
+    vector_search_from_memory_follows_changes_made_on_any_node,
     contents_left_processing_fail_when_the_node_restarts,
     another_tenants_knowledge_is_out_of_reach,
 );
@@ -1031,6 +1032,51 @@ async fn vector_and_hybrid_search_use_the_embedder(db: TestDb) {
     // Keyword search needs no embedder.
     let answer = search(&app, json!({"query": "alpha", "search_type": "keyword"})).await;
     assert!(!found(&answer).is_empty());
+}
+
+/// Each node answers vector searches from its in-memory copy of the tenant's embeddings; a
+/// content completed or deleted on one node shows in the very next search on the other.
+async fn vector_search_from_memory_follows_changes_made_on_any_node(db: TestDb) {
+    let (first, _model) = app_with_embedder(db).await;
+    let second = first.another_node().await;
+    let vector = |query: &str| json!({"query": query, "search_type": "vector", "max_results": 10});
+    let sorted = |mut ids: Vec<String>| {
+        ids.sort();
+        ids
+    };
+
+    let a = id(&completed(&first, json!({"text": "alpha beta"})).await);
+    assert_eq!(
+        found(&search(&first, vector("alpha beta")).await),
+        [a.clone()]
+    );
+    assert_eq!(
+        found(&search(&second, vector("alpha beta")).await),
+        [a.clone()]
+    );
+
+    let b = id(&completed(&first, json!({"text": "alpha beta gamma"})).await);
+    assert_eq!(
+        sorted(found(&search(&second, vector("alpha beta")).await)),
+        sorted(vec![a.clone(), b.clone()]),
+        "the second node sees the first node's new content"
+    );
+
+    let response = second
+        .request(
+            Method::DELETE,
+            &format!("/knowledge/content/{a}"),
+            &second.admin_key,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(
+        found(&search(&first, vector("alpha beta")).await),
+        [b],
+        "the first node sees the second node's deletion"
+    );
 }
 
 /// The cosine similarity of the scripted embeddings of two texts.

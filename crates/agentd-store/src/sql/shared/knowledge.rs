@@ -233,6 +233,22 @@ async fn content_by_hash(
     row.as_ref().map(content_from_row).transpose()
 }
 
+/// Bumps the tenant's knowledge version (see [`KnowledgeStore::knowledge_version`]) inside a
+/// transaction that changes its chunks.
+async fn bump_knowledge_version(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    tenant: TenantId,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO knowledge_versions (tenant_id, version) VALUES ($1, 1) \
+         ON CONFLICT (tenant_id) DO UPDATE SET version = knowledge_versions.version + 1",
+    )
+    .bind(tenant.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Deletes the content `id` of the tenant (every content of the tenant when `None`) with its chunks
 /// (first, so SQLite's keyword index triggers see each row go) and metadata; how many contents went.
 async fn delete_contents_where(
@@ -443,6 +459,7 @@ impl KnowledgeStore for SqlStore {
             return Ok(false);
         }
         insert_chunks(&mut tx, chunks).await?;
+        bump_knowledge_version(&mut tx, tenant).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -471,6 +488,9 @@ impl KnowledgeStore for SqlStore {
     async fn delete_content(&self, tenant: TenantId, id: ContentId) -> Result<bool, StoreError> {
         let mut tx = begin_write(&self.pool).await?;
         let deleted = delete_contents_where(&mut tx, tenant, Some(id)).await?;
+        if deleted > 0 {
+            bump_knowledge_version(&mut tx, tenant).await?;
+        }
         tx.commit().await?;
         Ok(deleted > 0)
     }
@@ -478,6 +498,9 @@ impl KnowledgeStore for SqlStore {
     async fn delete_all_contents(&self, tenant: TenantId) -> Result<u64, StoreError> {
         let mut tx = begin_write(&self.pool).await?;
         let deleted = delete_contents_where(&mut tx, tenant, None).await?;
+        if deleted > 0 {
+            bump_knowledge_version(&mut tx, tenant).await?;
+        }
         tx.commit().await?;
         Ok(deleted)
     }
@@ -587,6 +610,42 @@ impl KnowledgeStore for SqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn knowledge_version(&self, tenant: TenantId) -> Result<i64, StoreError> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM knowledge_versions WHERE tenant_id = $1")
+                .bind(tenant.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(version.unwrap_or(0))
+    }
+
+    async fn chunk_embeddings(
+        &self,
+        tenant: TenantId,
+        embedder: &str,
+    ) -> Result<Vec<(ChunkId, Vec<f32>)>, StoreError> {
+        let mut rows = sqlx::query(
+            "SELECT c.id AS id, c.embedding AS embedding FROM knowledge_chunks c \
+             JOIN knowledge_contents k ON k.tenant_id = c.tenant_id AND k.id = c.content_id \
+             WHERE c.tenant_id = $1 AND k.embedder = $2 AND c.embedding IS NOT NULL",
+        )
+        .bind(tenant.to_string())
+        .bind(embedder)
+        .fetch(&self.pool);
+        let mut embeddings = Vec::new();
+        while let Some(row) = rows.try_next().await? {
+            let id: String = row.try_get("id")?;
+            let bytes: Vec<u8> = row.try_get("embedding")?;
+            let vector =
+                embedding_from_bytes(&bytes).map_err(|reason| StoreError::Corrupt {
+                    table: "knowledge_chunks",
+                    reason,
+                })?;
+            embeddings.push((parse_column("knowledge_chunks", "id", &id)?, vector));
+        }
+        Ok(embeddings)
     }
 
     async fn get_chunk_hits(
