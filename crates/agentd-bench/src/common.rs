@@ -1,13 +1,15 @@
 //! What the benchmarks share: the choice of backend, a server started in this process, and the report
 //! of one measured operation as a JSON line.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use agentd_core::{KeyName, NewApiKey, Scope, ScopeSet, Tenant, TenantSlug};
 use agentd_runtime::{Config, Runtime};
 use anyhow::bail;
 use axum::serve::ListenerExt;
 use clap::ValueEnum;
+use futures::stream::{self, StreamExt};
 use rand::Rng;
 use serde_json::{json, Value};
 
@@ -158,4 +160,54 @@ impl Measured {
             "{backend:>8} {op:<18} {count:>7} req  {rps:>8.0} req/s  p50 {p50:>7.3} ms  p99 {p99:>7.3} ms",
         );
     }
+}
+
+/// Sends `count` requests built by `request`, `concurrency` at a time; every answer must be `expected`.
+pub async fn measure<F>(
+    server: &Server,
+    count: usize,
+    concurrency: usize,
+    expected: u16,
+    request: F,
+) -> anyhow::Result<(Measured, Vec<Value>)>
+where
+    F: Fn(usize) -> reqwest::RequestBuilder,
+{
+    let request = Arc::new(request);
+    let started = Instant::now();
+    let results: Vec<anyhow::Result<(Duration, Value)>> = stream::iter(0..count)
+        .map(|n| {
+            let request = request.clone();
+            async move {
+                let sent = Instant::now();
+                let response = request(n).bearer_auth(&server.key).send().await?;
+                let status = response.status().as_u16();
+                let body = response.bytes().await?;
+                let elapsed = sent.elapsed();
+                if status != expected {
+                    bail!(
+                        "expected {expected}, got {status}: {}",
+                        String::from_utf8_lossy(&body)
+                    );
+                }
+                let value = if body.is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_slice(&body)?
+                };
+                Ok((elapsed, value))
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let wall = started.elapsed();
+    let mut latencies = Vec::with_capacity(count);
+    let mut bodies = Vec::with_capacity(count);
+    for result in results {
+        let (latency, body) = result?;
+        latencies.push(latency);
+        bodies.push(body);
+    }
+    Ok((Measured { latencies, wall }, bodies))
 }

@@ -7,9 +7,11 @@
 //! cargo run --release -p agentd-bench -- registry --agents 100000
 //! cargo run --release -p agentd-bench -- registry --backend postgres --database-url postgres://postgres@127.0.0.1:5432/test
 //! cargo run --release -p agentd-bench -- runs --concurrency 1,64 --streams 10000
+//! cargo run --release -p agentd-bench -- knowledge --chunks 100000
 //! ```
 
 mod common;
+mod knowledge;
 mod registry;
 mod replay;
 mod runs;
@@ -31,6 +33,9 @@ enum Bench {
     /// Runs over a scripted model: throughput and added latency (JSON and SSE), and open SSE runs
     /// held at once against a slow model.
     Runs(runs::RunsArgs),
+    /// The knowledge base: indexes a synthetic corpus, then measures keyword, vector and hybrid
+    /// search latency.
+    Knowledge(knowledge::KnowledgeArgs),
     /// (internal) The agentd server of the `runs` stream test, in a process of its own.
     #[command(hide = true)]
     ServeAgentd(runs::ServeAgentdArgs),
@@ -52,6 +57,14 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Bench::Runs(args) => runs::runs(&args).await,
+        Bench::Knowledge(args) => {
+            for backend in args.backend.backends() {
+                knowledge::knowledge(&args, backend)
+                    .await
+                    .with_context(|| format!("knowledge benchmark on {backend}"))?;
+            }
+            Ok(())
+        }
         Bench::ServeAgentd(args) => runs::serve_agentd(args).await,
         Bench::ServeModel(args) => runs::serve_model(args).await,
     }

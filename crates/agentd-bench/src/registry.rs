@@ -1,13 +1,9 @@
 //! The `registry` benchmark: creates agents, then measures get, list with a filter, and patch.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use anyhow::bail;
-use futures::stream::{self, StreamExt};
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::common::{start, BackendChoice, Measured, Server};
+use crate::common::{measure, start, BackendChoice};
 
 #[derive(clap::Args)]
 pub struct RegistryArgs {
@@ -26,56 +22,6 @@ pub struct RegistryArgs {
     /// The PostgreSQL server for the postgres run (each run uses a new tenant in it).
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
     database_url: String,
-}
-
-/// Sends `count` requests built by `request`, `concurrency` at a time; every answer must be `expected`.
-async fn measure<F>(
-    server: &Server,
-    count: usize,
-    concurrency: usize,
-    expected: u16,
-    request: F,
-) -> anyhow::Result<(Measured, Vec<Value>)>
-where
-    F: Fn(usize) -> reqwest::RequestBuilder,
-{
-    let request = Arc::new(request);
-    let started = Instant::now();
-    let results: Vec<anyhow::Result<(Duration, Value)>> = stream::iter(0..count)
-        .map(|n| {
-            let request = request.clone();
-            async move {
-                let sent = Instant::now();
-                let response = request(n).bearer_auth(&server.key).send().await?;
-                let status = response.status().as_u16();
-                let body = response.bytes().await?;
-                let elapsed = sent.elapsed();
-                if status != expected {
-                    bail!(
-                        "expected {expected}, got {status}: {}",
-                        String::from_utf8_lossy(&body)
-                    );
-                }
-                let value = if body.is_empty() {
-                    Value::Null
-                } else {
-                    serde_json::from_slice(&body)?
-                };
-                Ok((elapsed, value))
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    let wall = started.elapsed();
-    let mut latencies = Vec::with_capacity(count);
-    let mut bodies = Vec::with_capacity(count);
-    for result in results {
-        let (latency, body) = result?;
-        latencies.push(latency);
-        bodies.push(body);
-    }
-    Ok((Measured { latencies, wall }, bodies))
 }
 
 pub async fn registry(args: &RegistryArgs, backend: &str) -> anyhow::Result<()> {

@@ -71,6 +71,8 @@ struct Script {
     requests: Vec<RecordedRequest>,
     /// The status and message every embeddings request fails with, while set.
     embeddings_failure: Option<(u16, String)>,
+    /// The size of the vectors, when not [`EMBEDDING_DIMENSIONS`].
+    embedding_dimensions: Option<usize>,
 }
 
 /// One scripted answer.
@@ -296,6 +298,12 @@ impl ScriptedModel {
         self.lock().embeddings_failure = failure.map(|(code, message)| (code, message.to_owned()));
     }
 
+    /// Makes the embeddings `dimensions` long from now on (a realistic 384 or 1536 for benchmarks;
+    /// the tests' default is [`EMBEDDING_DIMENSIONS`]).
+    pub fn set_embedding_dimensions(&self, dimensions: usize) {
+        self.lock().embedding_dimensions = Some(dimensions.max(1));
+    }
+
     fn lock(&self) -> MutexGuard<'_, Script> {
         lock(&self.state)
     }
@@ -365,7 +373,11 @@ async fn handle(
         if let Some(protocol) = embeddings {
             return match &script.embeddings_failure {
                 Some((code, message)) => error_response(protocol, *code, message, None),
-                None => embeddings_response(protocol, &body),
+                None => embeddings_response(
+                    protocol,
+                    &body,
+                    script.embedding_dimensions.unwrap_or(EMBEDDING_DIMENSIONS),
+                ),
             };
         }
         let Some(protocol) = Protocol::from_path(&path).filter(|_| method == Method::POST) else {
@@ -423,10 +435,15 @@ async fn handle(
 /// whitespace-separated word adds 1.0 to the dimension its FNV-1a hash picks, then the vector is
 /// L2-normalised (a text without words stays all zero). Texts sharing words are similar.
 pub fn scripted_embedding(text: &str) -> Vec<f32> {
-    let mut vector = vec![0.0f32; EMBEDDING_DIMENSIONS];
+    scripted_embedding_of(text, EMBEDDING_DIMENSIONS)
+}
+
+/// [`scripted_embedding`] with `dimensions` dimensions.
+pub fn scripted_embedding_of(text: &str, dimensions: usize) -> Vec<f32> {
+    let mut vector = vec![0.0f32; dimensions];
     for word in text.split_whitespace() {
         let hash = fnv1a(word.to_lowercase().as_bytes());
-        vector[(hash % EMBEDDING_DIMENSIONS as u64) as usize] += 1.0;
+        vector[(hash % dimensions as u64) as usize] += 1.0;
     }
     let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
     if norm > 0.0 {
@@ -446,7 +463,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// The answer to an embeddings request: a [`scripted_embedding`] per input, and one prompt token per
 /// word of all inputs.
-fn embeddings_response(protocol: Protocol, body: &Value) -> Response {
+fn embeddings_response(protocol: Protocol, body: &Value, dimensions: usize) -> Response {
     let inputs: Vec<&str> = match body.get("input") {
         Some(Value::String(text)) => vec![text.as_str()],
         Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
@@ -465,7 +482,10 @@ fn embeddings_response(protocol: Protocol, body: &Value) -> Response {
         .get("model")
         .and_then(Value::as_str)
         .unwrap_or(DEFAULT_MODEL);
-    let vectors: Vec<Vec<f32>> = inputs.iter().map(|text| scripted_embedding(text)).collect();
+    let vectors: Vec<Vec<f32>> = inputs
+        .iter()
+        .map(|text| scripted_embedding_of(text, dimensions))
+        .collect();
     let tokens: usize = inputs
         .iter()
         .map(|text| text.split_whitespace().count())
