@@ -19,6 +19,7 @@ use sqlx::{Connection, Executor};
 pub mod mcp;
 pub mod model_server;
 pub mod oidc;
+pub mod pdf;
 pub mod python;
 pub mod sse;
 

@@ -65,13 +65,12 @@ pub const READERS: &[(ContentKind, &str)] = &[
     ),
     (
         ContentKind::Pdf,
-        "Recognized but not read yet: a PDF upload fails with a reason (no PDF reader is built in).",
+        "PDF: the text of each page, in page order (no OCR: scanned pages have no text).",
     ),
 ];
 
-/// Why a PDF fails.
-pub const PDF_UNSUPPORTED: &str = "reading PDF is not supported yet: agentd has no built-in PDF \
-     reader; extract the text (for example with `pdftotext`) and upload it as text or markdown";
+/// The most bytes one page's content streams may decompress to: a guard against compression bombs.
+const PDF_MAX_DECOMPRESSED: usize = 64 * 1024 * 1024;
 
 /// Decides the kind of an upload: the named reader first, then the extension of `name`, then the
 /// media type; failing those, bytes that are UTF-8 text without NUL are read as text. Anything else
@@ -173,7 +172,7 @@ fn looks_like_text(bytes: &[u8]) -> bool {
 /// Reads `bytes` as `kind` into text for the chunkers; `Err` is the reason the content fails.
 pub fn read(kind: ContentKind, bytes: &[u8]) -> Result<String, String> {
     let text = match kind {
-        ContentKind::Pdf => return Err(PDF_UNSUPPORTED.to_owned()),
+        ContentKind::Pdf => pdf(bytes)?,
         ContentKind::Text | ContentKind::Markdown => utf8(bytes)?,
         ContentKind::Html => html::to_text(&utf8(bytes)?),
         ContentKind::Json => json(&utf8(bytes)?)?,
@@ -181,6 +180,43 @@ pub fn read(kind: ContentKind, bytes: &[u8]) -> Result<String, String> {
     };
     if text.trim().is_empty() {
         return Err(format!("no text found in this {kind} content"));
+    }
+    Ok(text)
+}
+
+/// The text of a PDF's pages, pages separated by blank lines.
+fn pdf(bytes: &[u8]) -> Result<String, String> {
+    // A malformed file must fail the content, never take the processing task down with it.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pdf_pages(bytes)))
+        .unwrap_or_else(|_| Err("the PDF cannot be read: it is malformed".to_owned()))
+}
+
+fn pdf_pages(bytes: &[u8]) -> Result<String, String> {
+    let document = lopdf::Document::load_mem(bytes)
+        .map_err(|error| format!("the PDF cannot be read: {error}"))?;
+    let pages: Vec<u32> = document.get_pages().keys().copied().collect();
+    if pages.is_empty() {
+        return Err("the PDF has no pages".to_owned());
+    }
+    let mut text = String::new();
+    for page in pages {
+        let page_text = document
+            .extract_text_with_limit(&[page], PDF_MAX_DECOMPRESSED)
+            .map_err(|error| format!("page {page} of the PDF cannot be read: {error}"))?;
+        let page_text = page_text.trim();
+        if !page_text.is_empty() {
+            if !text.is_empty() {
+                text.push_str("\n\n");
+            }
+            text.push_str(page_text);
+        }
+    }
+    if text.is_empty() {
+        return Err(
+            "no text found in this PDF: its pages may be scanned images, and agentd does \
+                    no OCR"
+                .to_owned(),
+        );
     }
     Ok(text)
 }
@@ -431,6 +467,22 @@ mod tests {
         assert!(read(ContentKind::Pdf, b"%PDF-1.4")
             .unwrap_err()
             .contains("PDF"));
+        let pdf = agentd_testkit::pdf::pdf(&["Quarterly report\nRevenue (net) grew", "Page two"]);
+        let text = read(ContentKind::Pdf, &pdf).unwrap();
+        assert!(text.contains("Quarterly report"), "{text:?}");
+        assert!(text.contains("Revenue (net) grew"), "{text:?}");
+        assert!(
+            text.find("Quarterly").unwrap() < text.find("Page two").unwrap(),
+            "{text:?}"
+        );
+        let blank = agentd_testkit::pdf::pdf(&[""]);
+        assert!(read(ContentKind::Pdf, &blank)
+            .unwrap_err()
+            .contains("no text found in this PDF"));
+        assert!(
+            read(ContentKind::Pdf, &pdf[..40]).is_err(),
+            "a PDF cut off before its first page is refused"
+        );
 
         let json = read(
             ContentKind::Json,

@@ -336,6 +336,26 @@ async fn contents_of_every_type_are_processed_listed_changed_and_deleted(db: Tes
         ["name: Ann; role: pilot\nname: Bob; role: chef, pastry"]
     );
 
+    // A PDF: the text of its pages, in order, searchable.
+    let pdf = agentd_testkit::pdf::pdf(&[
+        "Travel policy\nTrains are booked in second class.",
+        "Flights over six hours may be booked in premium economy.",
+    ]);
+    let response = upload_file(&app, "policy.pdf", "application/pdf", &pdf).await;
+    assert_eq!(response.status(), 202);
+    let policy: Value = response.json().await.unwrap();
+    assert_eq!(policy["type"], "pdf");
+    let policy = settled(&app, &app.admin_key, &id(&policy)).await;
+    assert_eq!(policy["status"], "completed", "{policy}");
+    let pages = chunk_texts(&app, &id(&policy)).await.join("\n");
+    assert!(
+        pages.contains("Trains are booked in second class.")
+            && pages.find("Travel policy") < pages.find("premium economy"),
+        "{pages}"
+    );
+    let answer = search(&app, json!({"query": "premium economy flights"})).await;
+    assert_eq!(found(&answer).first(), Some(&id(&policy)), "{answer}");
+
     // An HTML file whose name says nothing: its media type picks the reader.
     let response = upload_file(
         &app,
@@ -396,7 +416,7 @@ async fn contents_of_every_type_are_processed_listed_changed_and_deleted(db: Tes
 
     // The list: newest first, by page or by cursor.
     let list: Value = app.get_json("/knowledge/content?limit=3").await;
-    assert_eq!(list["meta"]["total_count"], 8, "{list}");
+    assert_eq!(list["meta"]["total_count"], 9, "{list}");
     assert_eq!(list["meta"]["total_pages"], 3);
     assert_eq!(list["meta"]["page"], 1);
     let first: Vec<String> = list["data"].as_array().unwrap().iter().map(id).collect();
@@ -410,7 +430,7 @@ async fn contents_of_every_type_are_processed_listed_changed_and_deleted(db: Tes
     assert_eq!(next["data"], by_page["data"]);
     assert_eq!(next["meta"]["page"], Value::Null);
     let last: Value = app.get_json("/knowledge/content?limit=3&page=3").await;
-    assert_eq!(last["data"].as_array().unwrap().len(), 2);
+    assert_eq!(last["data"].as_array().unwrap().len(), 3);
     assert_eq!(last["meta"]["next_cursor"], Value::Null);
     let response = app
         .get("/knowledge/content?page=1&cursor=x")
@@ -491,7 +511,7 @@ async fn contents_of_every_type_are_processed_listed_changed_and_deleted(db: Tes
         .unwrap();
     assert_eq!(
         response.json::<Value>().await.unwrap(),
-        json!({"deleted": 7})
+        json!({"deleted": 8})
     );
     assert_eq!(
         app.get_json("/knowledge/content").await["meta"]["total_count"],
@@ -669,7 +689,8 @@ async fn bad_uploads_are_refused_or_fail_with_a_reason_and_no_chunks(db: TestDb)
     );
 
     // Accepted, then failed in processing with the reader's reason, and no chunks.
-    let cases: [(&str, &str, &[u8], &str); 5] = [
+    let scanned = agentd_testkit::pdf::pdf(&[""]);
+    let cases: [(&str, &str, &[u8], &str); 6] = [
         (
             "broken.json",
             "application/json",
@@ -687,7 +708,13 @@ async fn bad_uploads_are_refused_or_fail_with_a_reason_and_no_chunks(db: TestDb)
             "broken.pdf",
             "application/pdf",
             b"%PDF-1.4 not really",
-            "PDF",
+            "the PDF cannot be read",
+        ),
+        (
+            "scanned.pdf",
+            "application/pdf",
+            &scanned,
+            "no text found in this PDF",
         ),
         (
             "blank.html",
