@@ -218,7 +218,7 @@ async fn index(
             async move {
                 let chunks = upload(server, n, text).await?;
                 let finished = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if finished % 10 == 0 || finished == contents {
+                if finished.is_multiple_of(10) || finished == contents {
                     eprintln!("  {finished}/{contents} contents indexed");
                 }
                 anyhow::Ok(chunks)

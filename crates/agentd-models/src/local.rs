@@ -75,7 +75,7 @@ impl ModelProvider for LocalProvider {
     }
 
     async fn embed(&self, request: EmbedRequest) -> Result<Embeddings, ModelError> {
-        if !self.models.iter().any(|model| *model == request.model) {
+        if !self.models.contains(&request.model) {
             return Err(ModelError::Rejected {
                 status: 404,
                 message: format!(
@@ -159,7 +159,11 @@ impl SentenceEncoder {
                 )));
             }
         }
-        if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
+        if config.num_attention_heads == 0
+            || !config
+                .hidden_size
+                .is_multiple_of(config.num_attention_heads)
+        {
             return Err(unusable(
                 "`config.json`: hidden_size must be a multiple of num_attention_heads".to_owned(),
             ));

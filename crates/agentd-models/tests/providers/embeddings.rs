@@ -27,6 +27,7 @@ fn embed_path(kind: ProviderKind) -> &'static str {
         ProviderKind::Openai => "/v1/embeddings",
         ProviderKind::Ollama => "/api/embed",
         ProviderKind::Anthropic => unreachable!("Anthropic has no embeddings API"),
+        ProviderKind::Local => unreachable!("the local provider makes no HTTP calls"),
     }
 }
 

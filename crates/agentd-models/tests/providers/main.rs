@@ -73,6 +73,7 @@ pub fn base_url(kind: ProviderKind, server: &ScriptedModel) -> String {
     match kind {
         ProviderKind::Openai => format!("{}/v1", server.url()),
         ProviderKind::Anthropic | ProviderKind::Ollama => server.url(),
+        ProviderKind::Local => unreachable!("the local provider has no base URL"),
     }
 }
 
@@ -82,6 +83,7 @@ pub fn path(kind: ProviderKind) -> &'static str {
         ProviderKind::Openai => "/v1/chat/completions",
         ProviderKind::Anthropic => "/v1/messages",
         ProviderKind::Ollama => "/api/chat",
+        ProviderKind::Local => unreachable!("the local provider makes no HTTP calls"),
     }
 }
 
@@ -91,6 +93,7 @@ pub fn provider(config: &ProviderConfig, api_key: Option<&str>) -> Arc<dyn Model
         ProviderKind::Openai => Arc::new(OpenAiProvider::new(config, api_key).unwrap()),
         ProviderKind::Anthropic => Arc::new(AnthropicProvider::new(config, api_key).unwrap()),
         ProviderKind::Ollama => Arc::new(OllamaProvider::new(config, api_key).unwrap()),
+        ProviderKind::Local => unreachable!("the HTTP provider tests do not build local ones"),
     }
 }
 

@@ -12,6 +12,7 @@ mod identity;
 mod isolation;
 mod keys;
 mod knowledge;
+mod knowledge_recall;
 mod knowledge_runs;
 mod lifecycle;
 mod login;
