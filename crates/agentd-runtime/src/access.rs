@@ -76,6 +76,17 @@ impl Principal {
         }
     }
 
+    /// The user a signed-in principal is (agentd's user id, or an external JWT's `<issuer>:<sub>`):
+    /// the only user whose memories it reaches and whose runs it starts. `None` for API keys, which
+    /// act for an application's many users and name the user in each request.
+    pub fn own_user(&self) -> Option<String> {
+        match &self.subject {
+            Subject::Key(_) => None,
+            Subject::User(id) => Some(id.to_string()),
+            Subject::External(subject) => Some(subject.to_string()),
+        }
+    }
+
     /// Who acted, as recorded in agent events, owners and endorsements: the key or user id.
     pub fn actor(&self) -> String {
         match &self.subject {

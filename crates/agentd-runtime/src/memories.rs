@@ -11,7 +11,7 @@ use agentd_store::{
 };
 
 use crate::page::{DEFAULT_LIMIT, MAX_LIMIT};
-use crate::Error;
+use crate::{Error, Principal};
 
 /// The longest memory text, in characters (AgentOS's limit).
 pub const MAX_MEMORY_CHARS: usize = 5_000;
@@ -106,6 +106,23 @@ pub struct MemoryStatsList {
     pub page: u32,
 }
 
+/// The user whose memories (and runs) a request reaches: for an API key, the `user_id` it names (or
+/// every user, when it names none); for a signed-in user, always that user, so naming another is an
+/// error and naming none means oneself. This is AgentOS's user isolation: people signed in to the
+/// same tenant never see each other's memories.
+pub fn reach(principal: &Principal, requested: Option<String>) -> Result<Option<String>, Error> {
+    let Some(own) = principal.own_user() else {
+        return Ok(requested);
+    };
+    match requested {
+        Some(named) if named != own => Err(Error::invalid(
+            "user_id",
+            format!("a signed-in user reaches only their own memories and runs (`{own}`)"),
+        )),
+        _ => Ok(Some(own)),
+    }
+}
+
 /// The memory service.
 pub struct MemoryService {
     store: Arc<dyn Store>,
@@ -147,6 +164,16 @@ impl MemoryService {
             .get_memory(tenant, id)
             .await?
             .ok_or(Error::NotFound("memory"))
+    }
+
+    /// One memory `principal` reaches (see [`reach`]): another user's is not found, as another
+    /// tenant's is.
+    pub async fn get_for(&self, principal: &Principal, id: MemoryId) -> Result<Memory, Error> {
+        let memory = self.get(principal.tenant_id, id).await?;
+        match principal.own_user() {
+            Some(own) if own != memory.user_id => Err(Error::NotFound("memory")),
+            _ => Ok(memory),
+        }
     }
 
     /// Memories matching `filter`, in `sort` order, by page number or by cursor.

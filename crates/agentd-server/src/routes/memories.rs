@@ -6,7 +6,7 @@ use std::sync::Arc;
 use agentd_core::memory::Memory;
 use agentd_core::MemoryId;
 use agentd_runtime::memories::{
-    parse_sort, parse_topics, MemoryPageRequest, MemoryPatch, NewMemory,
+    parse_sort, parse_topics, reach, MemoryPageRequest, MemoryPatch, NewMemory,
 };
 use agentd_runtime::{MemoryFilter, MemoryService};
 use axum::body::Bytes;
@@ -141,7 +141,7 @@ async fn list_memories(
 ) -> Result<axum::Json<MemoryList>, ApiError> {
     let sort = parse_sort(query.sort_by.as_deref(), query.sort_order.as_deref())?;
     let filter = MemoryFilter {
-        user_id: non_empty(query.user_id),
+        user_id: reach(&auth.principal, non_empty(query.user_id))?,
         agent_id: non_empty(query.agent_id),
         team_id: non_empty(query.team_id),
         topics: parse_topics(query.topics.as_deref()),
@@ -199,7 +199,7 @@ async fn create_memory(
 ) -> Result<(StatusCode, axum::Json<MemoryView>), ApiError> {
     let new = NewMemory {
         memory: request.memory,
-        user_id: request.user_id,
+        user_id: reach(&auth.principal, request.user_id)?,
         agent_id: request.agent_id,
         team_id: request.team_id,
         topics: request.topics.unwrap_or_default(),
@@ -246,7 +246,7 @@ async fn delete_memories(
         .delete_many(
             auth.principal.tenant_id,
             &request.memory_ids,
-            non_empty(request.user_id),
+            reach(&auth.principal, non_empty(request.user_id))?,
         )
         .await?;
     Ok(axum::Json(DeletedMemories { deleted }))
@@ -266,9 +266,7 @@ async fn get_memory(
     State(memories): State<Arc<MemoryService>>,
     Path(path): Path<MemoryPath>,
 ) -> Result<axum::Json<MemoryView>, ApiError> {
-    let memory = memories
-        .get(auth.principal.tenant_id, path.memory_id)
-        .await?;
+    let memory = memories.get_for(&auth.principal, path.memory_id).await?;
     Ok(axum::Json(MemoryView::from(memory)))
 }
 
@@ -317,6 +315,8 @@ async fn update_memory(
         input: request.input,
         feedback: request.feedback,
     };
+    // Another user's memory is not found for a signed-in user.
+    memories.get_for(&auth.principal, path.memory_id).await?;
     let memory = memories
         .update(auth.principal.tenant_id, path.memory_id, patch)
         .await?;
@@ -337,6 +337,7 @@ async fn delete_memory(
     State(memories): State<Arc<MemoryService>>,
     Path(path): Path<MemoryPath>,
 ) -> Result<StatusCode, ApiError> {
+    memories.get_for(&auth.principal, path.memory_id).await?;
     memories
         .delete(auth.principal.tenant_id, path.memory_id)
         .await?;
@@ -366,7 +367,10 @@ async fn memory_topics(
     Query(query): Query<MemoryTopicsQuery>,
 ) -> Result<axum::Json<Vec<String>>, ApiError> {
     let topics = memories
-        .topics(auth.principal.tenant_id, non_empty(query.user_id))
+        .topics(
+            auth.principal.tenant_id,
+            reach(&auth.principal, non_empty(query.user_id))?,
+        )
         .await?;
     Ok(axum::Json(topics))
 }
@@ -425,7 +429,7 @@ async fn user_memory_stats(
     let listed = memories
         .user_stats(
             auth.principal.tenant_id,
-            non_empty(query.user_id),
+            reach(&auth.principal, non_empty(query.user_id))?,
             query.limit,
             query.page,
         )
@@ -504,14 +508,9 @@ async fn optimize_memories(
         true => request.model,
         false => request.model.replacen(':', "/", 1),
     };
+    let user_id = reach(&auth.principal, Some(request.user_id))?.unwrap_or_default();
     let report = memories
-        .optimize(
-            &auth.principal,
-            &gateway,
-            request.user_id,
-            &model,
-            request.apply,
-        )
+        .optimize(&auth.principal, &gateway, user_id, &model, request.apply)
         .await?;
     let saved = report.tokens_before.saturating_sub(report.tokens_after);
     let reduction = if report.tokens_before == 0 {

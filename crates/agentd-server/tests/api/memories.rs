@@ -1,6 +1,7 @@
 //! `/memories…`, `/memory_topics` and `/user_memory_stats`: create, read, change and delete
 //! memories; every list filter, page numbers and cursors, sorting; topics and per-user figures;
-//! bulk deletion; bad input naming its field; and another tenant's memories out of reach.
+//! bulk deletion; bad input naming its field; another tenant's memories out of reach; and signed-in
+//! users of one tenant out of each other's.
 
 use agentd_testkit::{backend_tests, spawn_app, TestApp, TestDb};
 use reqwest::Method;
@@ -15,6 +16,7 @@ backend_tests!(
     bulk_deletion_skips_what_it_may_not_delete,
     bad_input_is_refused_naming_the_field,
     another_tenants_memories_are_out_of_reach,
+    signed_in_users_reach_only_their_own_memories,
 );
 
 /// Creates a memory with the admin key (asserting 201). Waits 2 ms first, so memories created one
@@ -620,4 +622,118 @@ async fn another_tenants_memories_are_out_of_reach(db: TestDb) {
         app.get_json("/memory_topics").await,
         json!(["tenant-a-topic"])
     );
+}
+
+/// A signed-in user of the tenant (a member), with agentd's JWT for them.
+async fn signed_in(app: &TestApp, email: &str) -> (String, String) {
+    let response = app
+        .post_json("/users", &json!({"email": email, "role": "member"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let user: Value = response.json().await.unwrap();
+    let user_id = user["id"].as_str().unwrap().to_owned();
+    let tenant: Value = app.get_json("/tenant").await;
+    let token = app.runtime.tokens.issue(
+        tenant["id"].as_str().unwrap().parse().unwrap(),
+        user_id.parse().unwrap(),
+        "member",
+    );
+    (user_id, token.token)
+}
+
+/// People signed in to the same tenant never see each other's memories (AgentOS's user isolation):
+/// a user's requests are about that user whatever `user_id` says, while an API key, acting for an
+/// application's many users, names the user.
+async fn signed_in_users_reach_only_their_own_memories(db: TestDb) {
+    let app = spawn_app(db).await;
+    let (ann, ann_token) = signed_in(&app, "ann@example.com").await;
+    let (bob, bob_token) = signed_in(&app, "bob@example.com").await;
+
+    // Ann stores a memory without naming herself: it is hers.
+    let response = app
+        .request(Method::POST, "/memories", &ann_token)
+        .json(&json!({"memory": "Ann prefers window seats", "topics": ["travel"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let anns: Value = response.json().await.unwrap();
+    assert_eq!(anns["user_id"], ann.as_str());
+    // Naming Bob is refused, naming herself is fine.
+    let response = app
+        .request(Method::POST, "/memories", &ann_token)
+        .json(&json!({"memory": "Bob is afraid of flying", "user_id": bob}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 422, "invalid_field").await;
+    let response = app
+        .request(Method::POST, "/memories", &ann_token)
+        .json(&json!({"memory": "Ann speaks Norwegian", "user_id": ann}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    // The application's key stores one about Bob.
+    let bobs = create(
+        &app,
+        json!({"memory": "Bob likes aisle seats", "user_id": bob, "topics": ["seats"]}),
+    )
+    .await;
+
+    // Bob sees only his own, in every read.
+    let read = |path: &str| app.request(Method::GET, path, &bob_token).send();
+    let list: Value = read("/memories").await.unwrap().json().await.unwrap();
+    assert_eq!(texts(&list), ["Bob likes aisle seats"]);
+    let response = read(&format!("/memories?user_id={ann}")).await.unwrap();
+    assert_problem(response, 422, "invalid_field").await;
+    let topics: Value = read("/memory_topics").await.unwrap().json().await.unwrap();
+    assert_eq!(topics, json!(["seats"]));
+    let stats: Value = read("/user_memory_stats")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["meta"]["total_count"], 1, "{stats}");
+    assert_eq!(stats["data"][0]["user_id"], bob.as_str());
+    let ann_memory = format!("/memories/{}", id(&anns));
+    assert_eq!(read(&ann_memory).await.unwrap().status(), 404);
+    // Nor can he change or delete hers, one by one or in bulk.
+    let response = app
+        .request(Method::PATCH, &ann_memory, &bob_token)
+        .json(&json!({"memory": "Ann hates window seats"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let response = app
+        .request(Method::DELETE, &ann_memory, &bob_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let response = app
+        .request(Method::DELETE, "/memories", &bob_token)
+        .json(&json!({"memory_ids": [id(&anns), id(&bobs)]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"deleted": 1})
+    );
+    assert_eq!(
+        app.get_json(&ann_memory).await["memory"],
+        "Ann prefers window seats",
+        "Ann's memory is untouched"
+    );
+
+    // The key still reaches every user's memories.
+    let all: Value = app.get_json("/memories").await;
+    assert_eq!(all["meta"]["total_count"], 2, "{all}");
+    let anns_only: Value = app.get_json(&format!("/memories?user_id={ann}")).await;
+    assert_eq!(anns_only["meta"]["total_count"], 2, "{anns_only}");
 }

@@ -400,4 +400,85 @@ backend_tests!(
     optimizing_merges_a_users_memories_with_the_model,
     automatic_memory_reaches_the_users_next_session,
     runs_without_a_user_or_without_memory_make_no_memory_call,
+    a_signed_in_user_runs_as_themselves,
 );
+
+/// A signed-in user's run is theirs: the run's user is them without naming it, their memories (and
+/// only theirs) reach the model, and naming another user is refused.
+async fn a_signed_in_user_runs_as_themselves(db: TestDb) {
+    let (app, model) = spawn_app_with_model(db).await;
+    let agent = app
+        .create_agent_id(&json!({
+            "name": "remembers",
+            "model": "scripted/m",
+            "add_memories_to_context": true,
+        }))
+        .await;
+    let response = app
+        .post_json(
+            "/users",
+            &json!({"email": "ann@example.com", "role": "member"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let user: Value = response.json().await.unwrap();
+    let ann = user["id"].as_str().unwrap().to_owned();
+    let tenant: Value = app.get_json("/tenant").await;
+    let token = app
+        .runtime
+        .tokens
+        .issue(
+            tenant["id"].as_str().unwrap().parse().unwrap(),
+            ann.parse().unwrap(),
+            "member",
+        )
+        .token;
+    for (user_id, text) in [
+        (ann.as_str(), "Ann drinks tea."),
+        ("bob", "Bob drinks coffee."),
+    ] {
+        let response = app
+            .post_json("/memories", &json!({"memory": text, "user_id": user_id}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+
+    model.push(Reply::text("Tea it is."));
+    let response = app
+        .request(
+            reqwest::Method::POST,
+            &format!("/agents/{agent}/runs"),
+            &token,
+        )
+        .form(&[("message", "What do I drink?"), ("stream", "false")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let run: Value = response.json().await.unwrap();
+    assert_eq!(run["user_id"], ann.as_str(), "{run}");
+    let system = system_text(&model, 0);
+    assert!(system.contains("Ann drinks tea."), "{system}");
+    assert!(!system.contains("coffee"), "{system}");
+
+    let response = app
+        .request(
+            reqwest::Method::POST,
+            &format!("/agents/{agent}/runs"),
+            &token,
+        )
+        .form(&[
+            ("message", "And Bob?"),
+            ("stream", "false"),
+            ("user_id", "bob"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    assert_eq!(model.requests().len(), 1, "the refused run called no model");
+}
