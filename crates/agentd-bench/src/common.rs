@@ -2,7 +2,7 @@
 //! of one measured operation as a JSON line.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use agentd_core::{KeyName, NewApiKey, Scope, ScopeSet, Tenant, TenantSlug};
 use agentd_runtime::{Config, Runtime};
@@ -12,6 +12,7 @@ use clap::ValueEnum;
 use futures::stream::{self, StreamExt};
 use rand::Rng;
 use serde_json::{json, Value};
+use sqlx::{Connection, Executor};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BackendChoice {
@@ -31,6 +32,60 @@ impl BackendChoice {
             backends.push("postgres");
         }
         backends
+    }
+}
+
+/// Where a backend's server keeps its data: for PostgreSQL a new schema, so each run starts with
+/// empty tables and never migrates the database's `public` schema; SQLite gets a fresh file from
+/// `start_with` (`url` is unused).
+pub struct Database {
+    pub url: String,
+    postgres: Option<(String, String)>,
+}
+
+impl Database {
+    pub async fn create(backend: &str, database_url: &str) -> anyhow::Result<Database> {
+        if backend != "postgres" {
+            return Ok(Database {
+                url: String::new(),
+                postgres: None,
+            });
+        }
+        let seconds = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let schema = format!(
+            "agentd_bench_{seconds}_{:08x}",
+            rand::thread_rng().gen::<u32>()
+        );
+        let mut connection = sqlx::PgConnection::connect(database_url).await?;
+        connection
+            .execute(format!("CREATE SCHEMA \"{schema}\"").as_str())
+            .await?;
+        let _ = connection.close().await;
+        let separator = if database_url.contains('?') { '&' } else { '?' };
+        Ok(Database {
+            url: format!("{database_url}{separator}options=-c%20search_path%3D{schema}"),
+            postgres: Some((database_url.to_owned(), schema)),
+        })
+    }
+
+    pub async fn drop_schema(self) {
+        let Some((database_url, schema)) = self.postgres else {
+            return;
+        };
+        let dropped = async {
+            let mut connection = sqlx::PgConnection::connect(&database_url).await?;
+            connection
+                .execute(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE").as_str())
+                .await?;
+            connection.close().await
+        }
+        .await;
+        if let Err(error) = dropped {
+            eprintln!("note: could not drop schema {schema}: {error}");
+        }
     }
 }
 

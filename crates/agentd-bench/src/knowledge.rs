@@ -18,7 +18,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use crate::common::{measure, start_with, BackendChoice, Measured, Server};
+use crate::common::{measure, start_with, BackendChoice, Database, Measured, Server};
 
 #[derive(clap::Args)]
 pub struct KnowledgeArgs {
@@ -37,7 +37,7 @@ pub struct KnowledgeArgs {
     /// Which database(s) to run on.
     #[arg(long, value_enum, default_value_t = BackendChoice::Both)]
     pub backend: BackendChoice,
-    /// The PostgreSQL server for the postgres run (each run uses a new tenant in it).
+    /// The PostgreSQL server for the postgres run (each run uses a new schema in it, dropped after).
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
     database_url: String,
 }
@@ -49,8 +49,15 @@ const CHUNK_SIZE: usize = 200;
 /// Uploads processed at once.
 const UPLOADS_IN_FLIGHT: usize = 2;
 
-/// Runs the benchmark on one backend.
+/// Runs the benchmark on one backend (on PostgreSQL in a schema of its own, dropped after).
 pub async fn knowledge(args: &KnowledgeArgs, backend: &str) -> anyhow::Result<()> {
+    let database = Database::create(backend, &args.database_url).await?;
+    let result = run(args, backend, &database.url).await;
+    database.drop_schema().await;
+    result
+}
+
+async fn run(args: &KnowledgeArgs, backend: &str, database_url: &str) -> anyhow::Result<()> {
     let model = ScriptedModel::start().await;
     model.set_embedding_dimensions(args.dimensions);
     let mut config = Config::default();
@@ -70,7 +77,7 @@ pub async fn knowledge(args: &KnowledgeArgs, backend: &str) -> anyhow::Result<()
     config.knowledge.embedder = Some("scripted/embedder".to_owned());
     config.knowledge.max_chunks_per_content = args.chunks_per_content.max(1);
     config.knowledge.concurrent_processing = UPLOADS_IN_FLIGHT;
-    let server = start_with(backend, &args.database_url, config, false).await?;
+    let server = start_with(backend, database_url, config, false).await?;
 
     let mut rng = StdRng::seed_from_u64(7);
     let vocabulary = vocabulary(&mut rng);

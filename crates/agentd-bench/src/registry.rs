@@ -3,7 +3,7 @@
 use anyhow::bail;
 use serde_json::json;
 
-use crate::common::{measure, start, BackendChoice};
+use crate::common::{measure, start, BackendChoice, Database};
 
 #[derive(clap::Args)]
 pub struct RegistryArgs {
@@ -19,13 +19,21 @@ pub struct RegistryArgs {
     /// Which database(s) to run on.
     #[arg(long, value_enum, default_value_t = BackendChoice::Both)]
     pub backend: BackendChoice,
-    /// The PostgreSQL server for the postgres run (each run uses a new tenant in it).
+    /// The PostgreSQL server for the postgres run (each run uses a new schema in it, dropped after).
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
     database_url: String,
 }
 
+/// Runs the benchmark on one backend (on PostgreSQL in a schema of its own, dropped after).
 pub async fn registry(args: &RegistryArgs, backend: &str) -> anyhow::Result<()> {
-    let server = start(backend, &args.database_url).await?;
+    let database = Database::create(backend, &args.database_url).await?;
+    let result = run(args, backend, &database.url).await;
+    database.drop_schema().await;
+    result
+}
+
+async fn run(args: &RegistryArgs, backend: &str, database_url: &str) -> anyhow::Result<()> {
+    let server = start(backend, database_url).await?;
     let agents_url = format!("{}/agents", server.base);
     let tags = [
         "red", "green", "blue", "cyan", "magenta", "yellow", "black", "white", "grey", "pink",

@@ -17,17 +17,15 @@ use std::io::{BufRead, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use agentd_runtime::Config;
 use agentd_testkit::{Reply, ScriptedModel};
 use anyhow::{bail, Context};
 use futures::stream::{self, StreamExt};
-use rand::Rng;
 use serde_json::{json, Value};
-use sqlx::{Connection, Executor};
 
-use crate::common::{ms, start_with, BackendChoice, Measured};
+use crate::common::{ms, start_with, BackendChoice, Database, Measured};
 use crate::replay::ReplayModel;
 
 /// The scripted answer: eight chunks, so a streamed run has 12 events (`RunStarted`,
@@ -109,60 +107,6 @@ pub async fn runs(args: &RunsArgs) -> anyhow::Result<()> {
         result?;
     }
     Ok(())
-}
-
-/// Where a backend's server keeps its data: for PostgreSQL a new schema, so each run starts with
-/// empty tables and never migrates the database's `public` schema; SQLite gets a fresh file from
-/// `start_with` (`url` is unused).
-struct Database {
-    url: String,
-    postgres: Option<(String, String)>,
-}
-
-impl Database {
-    async fn create(backend: &str, database_url: &str) -> anyhow::Result<Database> {
-        if backend != "postgres" {
-            return Ok(Database {
-                url: String::new(),
-                postgres: None,
-            });
-        }
-        let seconds = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let schema = format!(
-            "agentd_bench_{seconds}_{:08x}",
-            rand::thread_rng().gen::<u32>()
-        );
-        let mut connection = sqlx::PgConnection::connect(database_url).await?;
-        connection
-            .execute(format!("CREATE SCHEMA \"{schema}\"").as_str())
-            .await?;
-        let _ = connection.close().await;
-        let separator = if database_url.contains('?') { '&' } else { '?' };
-        Ok(Database {
-            url: format!("{database_url}{separator}options=-c%20search_path%3D{schema}"),
-            postgres: Some((database_url.to_owned(), schema)),
-        })
-    }
-
-    async fn drop_schema(self) {
-        let Some((database_url, schema)) = self.postgres else {
-            return;
-        };
-        let dropped = async {
-            let mut connection = sqlx::PgConnection::connect(&database_url).await?;
-            connection
-                .execute(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE").as_str())
-                .await?;
-            connection.close().await
-        }
-        .await;
-        if let Err(error) = dropped {
-            eprintln!("note: could not drop schema {schema}: {error}");
-        }
-    }
 }
 
 /// The provider `scripted`, speaking the OpenAI protocol to the model at `model_url`. The read timeout
