@@ -41,23 +41,66 @@ impl Index {
         if query.len() != self.dimensions || limit == 0 {
             return Vec::new();
         }
-        // The best `limit` so far, best first.
-        let mut best: Vec<(f32, usize)> = Vec::with_capacity(limit + 1);
-        for (row, vector) in self.vectors.chunks_exact(self.dimensions).enumerate() {
-            let score = dot(&query, vector);
-            if score <= 0.0 || (best.len() == limit && best[limit - 1].0 >= score) {
-                continue;
-            }
-            let at = best.partition_point(|(better, _)| *better >= score);
-            best.insert(at, (score, row));
-            best.truncate(limit);
-        }
+        // The scan is bound by memory bandwidth, which one core does not saturate: large indexes
+        // are split over the cores, each keeping its own best, merged after.
+        let rows = self.ids.len();
+        let parts = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(rows / PARALLEL_ROWS + 1)
+            .max(1);
+        let per_part = rows.div_ceil(parts).max(1);
+        let mut best: Vec<(f32, usize)> = if parts == 1 {
+            self.best_of(&query, 0..rows, limit)
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..parts)
+                    .map(|part| {
+                        let range = part * per_part..((part + 1) * per_part).min(rows);
+                        let query = &query;
+                        scope.spawn(move || self.best_of(query, range, limit))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|handle| handle.join().unwrap_or_default())
+                    .collect()
+            })
+        };
+        best.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        best.truncate(limit);
         best.into_iter()
             .map(|(score, row)| ScoredChunk {
                 chunk_id: self.ids[row],
                 score: f64::from(score),
             })
             .collect()
+    }
+}
+
+/// Rows from which a scan is split over the cores.
+const PARALLEL_ROWS: usize = 20_000;
+
+impl Index {
+    /// The best `limit` rows of `rows` for the unit `query`, best first; none at 0 or below.
+    fn best_of(
+        &self,
+        query: &[f32],
+        rows: std::ops::Range<usize>,
+        limit: usize,
+    ) -> Vec<(f32, usize)> {
+        let mut best: Vec<(f32, usize)> = Vec::with_capacity(limit + 1);
+        let start = rows.start;
+        let vectors = &self.vectors[rows.start * self.dimensions..rows.end * self.dimensions];
+        for (offset, vector) in vectors.chunks_exact(self.dimensions).enumerate() {
+            let score = dot(query, vector);
+            if score <= 0.0 || (best.len() == limit && best[limit - 1].0 >= score) {
+                continue;
+            }
+            let at = best.partition_point(|(better, _)| *better >= score);
+            best.insert(at, (score, start + offset));
+            best.truncate(limit);
+        }
+        best
     }
 }
 
@@ -277,6 +320,32 @@ mod tests {
         assert_eq!(index.nearest(&[2.0, 0.5, 0.0], 1).len(), 1);
         assert!(index.nearest(&[1.0, 0.0], 10).is_empty());
         assert!(index.nearest(&[0.0, 0.0, 0.0], 10).is_empty());
+    }
+
+    #[test]
+    fn a_scan_split_over_the_cores_finds_what_one_pass_finds() {
+        let rows: Vec<Vec<f32>> = (0..PARALLEL_ROWS * 2 + 7)
+            .map(|n| {
+                (0..8)
+                    .map(|d| ((n * 31 + d * 17) as f32 * 0.013).sin())
+                    .collect()
+            })
+            .collect();
+        let slices: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+        let (index, ids) = index(&slices);
+        let query = [0.3, -0.2, 0.9, 0.1, 0.0, 0.5, -0.7, 0.2];
+        let unit_query = unit(&query).unwrap();
+        let expected: Vec<ChunkId> = index
+            .best_of(&unit_query, 0..ids.len(), 25)
+            .into_iter()
+            .map(|(_, row)| ids[row])
+            .collect();
+        let found: Vec<ChunkId> = index
+            .nearest(&query, 25)
+            .iter()
+            .map(|hit| hit.chunk_id)
+            .collect();
+        assert_eq!(found, expected);
     }
 
     #[test]
