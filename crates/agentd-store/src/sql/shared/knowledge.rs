@@ -638,11 +638,10 @@ impl KnowledgeStore for SqlStore {
         while let Some(row) = rows.try_next().await? {
             let id: String = row.try_get("id")?;
             let bytes: Vec<u8> = row.try_get("embedding")?;
-            let vector =
-                embedding_from_bytes(&bytes).map_err(|reason| StoreError::Corrupt {
-                    table: "knowledge_chunks",
-                    reason,
-                })?;
+            let vector = embedding_from_bytes(&bytes).map_err(|reason| StoreError::Corrupt {
+                table: "knowledge_chunks",
+                reason,
+            })?;
             embeddings.push((parse_column("knowledge_chunks", "id", &id)?, vector));
         }
         Ok(embeddings)
