@@ -217,20 +217,25 @@ impl Measured {
     }
 }
 
-/// Sends `count` requests built by `request`, `concurrency` at a time; every answer must be `expected`.
-pub async fn measure<F>(
+/// Sends `count` requests built by `request`, `concurrency` at a time; every answer must be
+/// `expected`. `keep` turns each answer's body into what the caller needs of it (or fails the
+/// measurement), so bodies nobody reads are neither parsed nor held while the server is measured.
+pub async fn measure<F, K, T>(
     server: &Server,
     count: usize,
     concurrency: usize,
     expected: u16,
     request: F,
-) -> anyhow::Result<(Measured, Vec<Value>)>
+    keep: K,
+) -> anyhow::Result<(Measured, Vec<T>)>
 where
     F: Fn(usize) -> reqwest::RequestBuilder,
+    K: Fn(&[u8]) -> anyhow::Result<T>,
 {
     let request = Arc::new(request);
+    let keep = &keep;
     let started = Instant::now();
-    let results: Vec<anyhow::Result<(Duration, Value)>> = stream::iter(0..count)
+    let results: Vec<anyhow::Result<(Duration, T)>> = stream::iter(0..count)
         .map(|n| {
             let request = request.clone();
             async move {
@@ -245,12 +250,7 @@ where
                         String::from_utf8_lossy(&body)
                     );
                 }
-                let value = if body.is_empty() {
-                    Value::Null
-                } else {
-                    serde_json::from_slice(&body)?
-                };
-                Ok((elapsed, value))
+                Ok((elapsed, keep(&body)?))
             }
         })
         .buffer_unordered(concurrency)
@@ -258,11 +258,21 @@ where
         .await;
     let wall = started.elapsed();
     let mut latencies = Vec::with_capacity(count);
-    let mut bodies = Vec::with_capacity(count);
+    let mut kept = Vec::with_capacity(count);
     for result in results {
-        let (latency, body) = result?;
+        let (latency, value) = result?;
         latencies.push(latency);
-        bodies.push(body);
+        kept.push(value);
     }
-    Ok((Measured { latencies, wall }, bodies))
+    Ok((Measured { latencies, wall }, kept))
+}
+
+/// A body as JSON, for [`measure`]'s `keep`.
+pub fn json_body(body: &[u8]) -> anyhow::Result<Value> {
+    Ok(serde_json::from_slice(body)?)
+}
+
+/// Nothing of the body, for [`measure`]'s `keep`.
+pub fn no_body(_: &[u8]) -> anyhow::Result<()> {
+    Ok(())
 }

@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor};
 
-use crate::common::{measure, start_with, BackendChoice, Database, Measured, Server};
+use crate::common::{json_body, measure, start_with, BackendChoice, Database, Measured, Server};
 
 #[derive(clap::Args)]
 pub struct KnowledgeArgs {
@@ -136,16 +136,23 @@ async fn search(
     search_type: &str,
     count: usize,
 ) -> anyhow::Result<Measured> {
-    let (measured, answers) = measure(server, count, 1, 200, |n| {
-        server
-            .client
-            .post(format!("{}/knowledge/search", server.base))
-            .json(&json!({
-                "query": queries[n % queries.len()],
-                "search_type": search_type,
-                "max_results": 10,
-            }))
-    })
+    let (measured, answers) = measure(
+        server,
+        count,
+        1,
+        200,
+        |n| {
+            server
+                .client
+                .post(format!("{}/knowledge/search", server.base))
+                .json(&json!({
+                    "query": queries[n % queries.len()],
+                    "search_type": search_type,
+                    "max_results": 10,
+                }))
+        },
+        json_body,
+    )
     .await?;
     for answer in &answers {
         if answer["search_type"] != search_type {

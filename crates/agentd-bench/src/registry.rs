@@ -1,9 +1,9 @@
 //! The `registry` benchmark: creates agents, then measures get, list with a filter, and patch.
 
 use anyhow::bail;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::common::{measure, start, BackendChoice, Database};
+use crate::common::{measure, no_body, start, BackendChoice, Database};
 
 #[derive(clap::Args)]
 pub struct RegistryArgs {
@@ -39,15 +39,28 @@ async fn run(args: &RegistryArgs, backend: &str, database_url: &str) -> anyhow::
         "red", "green", "blue", "cyan", "magenta", "yellow", "black", "white", "grey", "pink",
     ];
 
-    let (created, bodies) = measure(&server, args.agents, args.concurrency, 201, |n| {
-        server.client.post(&agents_url).json(&json!({
-            "name": format!("agent-{n:06}"),
-            "model": "openai/gpt-4o-mini",
-            "instructions": "Benchmark agent.",
-            "tags": [tags[n % tags.len()]],
-            "skills": ["bench"],
-        }))
-    })
+    let (created, ids) = measure(
+        &server,
+        args.agents,
+        args.concurrency,
+        201,
+        |n| {
+            server.client.post(&agents_url).json(&json!({
+                "name": format!("agent-{n:06}"),
+                "model": "openai/gpt-4o-mini",
+                "instructions": "Benchmark agent.",
+                "tags": [tags[n % tags.len()]],
+                "skills": ["bench"],
+            }))
+        },
+        |body| {
+            let agent: Value = serde_json::from_slice(body)?;
+            agent["id"]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow::anyhow!("a created agent has no id: {agent}"))
+        },
+    )
     .await?;
     created.report(
         "registry",
@@ -55,31 +68,37 @@ async fn run(args: &RegistryArgs, backend: &str, database_url: &str) -> anyhow::
         "create",
         json!({"agents": args.agents}),
     );
-    let ids: Vec<String> = bodies
-        .iter()
-        .filter_map(|body| body["id"].as_str().map(str::to_owned))
-        .collect();
     let pick = |n: usize| &ids[(n.wrapping_mul(2_654_435_761)) % ids.len()];
 
-    let (got, _) = measure(&server, args.ops, args.concurrency, 200, |n| {
-        server.client.get(format!("{agents_url}/{}", pick(n)))
-    })
+    let (got, _) = measure(
+        &server,
+        args.ops,
+        args.concurrency,
+        200,
+        |n| server.client.get(format!("{agents_url}/{}", pick(n))),
+        no_body,
+    )
     .await?;
     got.report("registry", backend, "get", json!({"agents": ids.len()}));
 
-    let (listed, pages) = measure(&server, args.ops, args.concurrency, 200, |n| {
-        server.client.get(format!(
-            "{agents_url}?tag={}&status=idle&limit=20",
-            tags[n % tags.len()]
-        ))
-    })
+    let (listed, _) = measure(
+        &server,
+        args.ops,
+        args.concurrency,
+        200,
+        |n| {
+            server.client.get(format!(
+                "{agents_url}?tag={}&status=idle&limit=20",
+                tags[n % tags.len()]
+            ))
+        },
+        // An empty page has `"data":[]`; anything else has agents.
+        |body| match body.windows(9).any(|window| window == b"\"data\":[]") {
+            true => bail!("a filtered list came back empty"),
+            false => Ok(()),
+        },
+    )
     .await?;
-    if pages
-        .iter()
-        .any(|page| page["data"].as_array().is_none_or(|data| data.is_empty()))
-    {
-        bail!("a filtered list came back empty");
-    }
     listed.report(
         "registry",
         backend,
@@ -87,12 +106,19 @@ async fn run(args: &RegistryArgs, backend: &str, database_url: &str) -> anyhow::
         json!({"agents": ids.len(), "page": 20}),
     );
 
-    let (patched, _) = measure(&server, args.ops, args.concurrency, 200, |n| {
-        server
-            .client
-            .patch(format!("{agents_url}/{}", pick(n)))
-            .json(&json!({"description": format!("revision {n}")}))
-    })
+    let (patched, _) = measure(
+        &server,
+        args.ops,
+        args.concurrency,
+        200,
+        |n| {
+            server
+                .client
+                .patch(format!("{agents_url}/{}", pick(n)))
+                .json(&json!({"description": format!("revision {n}")}))
+        },
+        no_body,
+    )
     .await?;
     patched.report("registry", backend, "patch", json!({"agents": ids.len()}));
     Ok(())
