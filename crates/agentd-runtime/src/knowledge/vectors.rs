@@ -26,6 +26,9 @@ struct Index {
     vectors: Vec<f32>,
     /// When it last served a search, in milliseconds since the cache was made.
     last_used: AtomicU64,
+    /// A marker, holding no vectors: this version of the tenant's embeddings exceeds the budget,
+    /// so searches go to the store without loading them again.
+    too_large: bool,
 }
 
 impl Index {
@@ -192,20 +195,18 @@ impl VectorCache {
         let key = (tenant, embedder.to_owned());
         let version = self.store.knowledge_version(tenant).await?;
         if let Some(index) = self.cached(&key, version) {
-            return Ok(Some(index));
+            return Ok((!index.too_large).then_some(index));
         }
         let _loading = self.loading.lock().await;
         // Another search may have loaded it while this one waited.
         let version = self.store.knowledge_version(tenant).await?;
         if let Some(index) = self.cached(&key, version) {
-            return Ok(Some(index));
+            return Ok((!index.too_large).then_some(index));
         }
         // The version is read before the rows: a change in between leaves the copy newer than
         // its version says, which only costs a reload.
         let rows = self.store.chunk_embeddings(tenant, embedder).await?;
-        let index = Arc::new(build(version, rows, self.now()));
-        let mut indexes = self.lock();
-        indexes.remove(&key);
+        let index = build(version, rows, self.now());
         if index.bytes() > self.budget {
             tracing::info!(
                 tenant = %tenant,
@@ -214,23 +215,8 @@ impl VectorCache {
                 budget = self.budget,
                 "the tenant's embeddings exceed knowledge.vector_cache_mb: vector search scans the store"
             );
-            return Ok(None);
         }
-        let mut held: usize = indexes.values().map(|index| index.bytes()).sum();
-        while held + index.bytes() > self.budget {
-            let Some(oldest) = indexes
-                .iter()
-                .min_by_key(|(_, index)| index.last_used.load(Ordering::Relaxed))
-                .map(|(key, _)| key.clone())
-            else {
-                break;
-            };
-            if let Some(dropped) = indexes.remove(&oldest) {
-                held -= dropped.bytes();
-            }
-        }
-        indexes.insert(key, index.clone());
-        Ok(Some(index))
+        Ok(admit(&mut self.lock(), key, index, self.budget))
     }
 
     fn cached(&self, key: &(TenantId, String), version: i64) -> Option<Arc<Index>> {
@@ -249,6 +235,44 @@ impl VectorCache {
     fn now(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
+}
+
+/// Puts `index` in `indexes`, dropping the least recently used ones until the budget holds; an index
+/// larger than the whole budget is kept as a [`Index::too_large`] marker instead (and `None` is
+/// answered), so the next searches of that version do not load it again.
+fn admit(
+    indexes: &mut HashMap<(TenantId, String), Arc<Index>>,
+    key: (TenantId, String),
+    index: Index,
+    budget: usize,
+) -> Option<Arc<Index>> {
+    indexes.remove(&key);
+    if index.bytes() > budget {
+        let marker = Index {
+            ids: Vec::new(),
+            vectors: Vec::new(),
+            too_large: true,
+            ..index
+        };
+        indexes.insert(key, Arc::new(marker));
+        return None;
+    }
+    let mut held: usize = indexes.values().map(|index| index.bytes()).sum();
+    while held + index.bytes() > budget {
+        let Some(oldest) = indexes
+            .iter()
+            .min_by_key(|(_, index)| index.last_used.load(Ordering::Relaxed))
+            .map(|(key, _)| key.clone())
+        else {
+            break;
+        };
+        if let Some(dropped) = indexes.remove(&oldest) {
+            held -= dropped.bytes();
+        }
+    }
+    let index = Arc::new(index);
+    indexes.insert(key, index.clone());
+    Some(index)
 }
 
 /// The index of `rows`: unit vectors of the most common dimension (an embedder that changed its
@@ -280,6 +304,7 @@ fn build(version: i64, rows: Vec<(ChunkId, Vec<f32>)>, now: u64) -> Index {
         ids,
         vectors,
         last_used: AtomicU64::new(now),
+        too_large: false,
     }
 }
 
@@ -346,6 +371,36 @@ mod tests {
             .map(|hit| hit.chunk_id)
             .collect();
         assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn the_budget_drops_the_least_recently_used_and_marks_what_never_fits() {
+        let tenant = |n: u8| (TenantId::new(), format!("embedder-{n}"));
+        let (a, b, c, huge) = (tenant(1), tenant(2), tenant(3), tenant(4));
+        let sized = |used: u64| {
+            let (index, _) = index(&[&[1.0f32, 0.0, 0.0, 0.0][..]; 10]);
+            index.last_used.store(used, Ordering::Relaxed);
+            index
+        };
+        let one = sized(0).bytes();
+        let budget = one * 2;
+        let mut indexes = HashMap::new();
+        assert!(admit(&mut indexes, a.clone(), sized(5), budget).is_some());
+        assert!(admit(&mut indexes, b.clone(), sized(1), budget).is_some());
+        // A third copy drops the least recently used (b), not the older one by insertion (a).
+        assert!(admit(&mut indexes, c.clone(), sized(9), budget).is_some());
+        assert!(indexes.contains_key(&a) && indexes.contains_key(&c));
+        assert!(!indexes.contains_key(&b));
+
+        // A copy larger than the whole budget is not held, but remembered as too large.
+        let (big, _) = index(&[&[1.0f32, 0.0, 0.0, 0.0][..]; 30]);
+        assert!(admit(&mut indexes, huge.clone(), big, budget).is_none());
+        let marker = indexes.get(&huge).unwrap();
+        assert!(marker.too_large && marker.vectors.is_empty() && marker.version == 1);
+        assert!(
+            indexes.contains_key(&a) && indexes.contains_key(&c),
+            "nothing dropped for it"
+        );
     }
 
     #[test]
