@@ -87,6 +87,23 @@ impl Principal {
         }
     }
 
+    /// The user a request is about, given the `user_id` it names: for an API key, that user (or
+    /// none); for a signed-in user, always themselves, so naming another is an error and naming none
+    /// means oneself. This is AgentOS's user isolation: people signed in to the same tenant never
+    /// reach each other's memories or run as each other.
+    pub fn acting_user(&self, requested: Option<String>) -> Result<Option<String>, Error> {
+        let Some(own) = self.own_user() else {
+            return Ok(requested);
+        };
+        match requested {
+            Some(named) if named != own => Err(Error::invalid(
+                "user_id",
+                format!("a signed-in user reaches only their own memories and runs (`{own}`)"),
+            )),
+            _ => Ok(Some(own)),
+        }
+    }
+
     /// Who acted, as recorded in agent events, owners and endorsements: the key or user id.
     pub fn actor(&self) -> String {
         match &self.subject {

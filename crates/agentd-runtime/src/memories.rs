@@ -106,23 +106,6 @@ pub struct MemoryStatsList {
     pub page: u32,
 }
 
-/// The user whose memories (and runs) a request reaches: for an API key, the `user_id` it names (or
-/// every user, when it names none); for a signed-in user, always that user, so naming another is an
-/// error and naming none means oneself. This is AgentOS's user isolation: people signed in to the
-/// same tenant never see each other's memories.
-pub fn reach(principal: &Principal, requested: Option<String>) -> Result<Option<String>, Error> {
-    let Some(own) = principal.own_user() else {
-        return Ok(requested);
-    };
-    match requested {
-        Some(named) if named != own => Err(Error::invalid(
-            "user_id",
-            format!("a signed-in user reaches only their own memories and runs (`{own}`)"),
-        )),
-        _ => Ok(Some(own)),
-    }
-}
-
 /// The memory service.
 pub struct MemoryService {
     store: Arc<dyn Store>,
@@ -166,8 +149,8 @@ impl MemoryService {
             .ok_or(Error::NotFound("memory"))
     }
 
-    /// One memory `principal` reaches (see [`reach`]): another user's is not found, as another
-    /// tenant's is.
+    /// One memory `principal` reaches (see [`Principal::acting_user`]): another user's is not
+    /// found, as another tenant's is.
     pub async fn get_for(&self, principal: &Principal, id: MemoryId) -> Result<Memory, Error> {
         let memory = self.get(principal.tenant_id, id).await?;
         match principal.own_user() {
@@ -260,7 +243,7 @@ impl MemoryService {
     #[tracing::instrument(skip_all, fields(tenant.id = %principal.tenant_id))]
     pub async fn optimize(
         &self,
-        principal: &crate::Principal,
+        principal: &Principal,
         gateway: &crate::GatewayService,
         user_id: String,
         model: &str,

@@ -382,6 +382,30 @@ impl TestApp {
         self.runtime.store.close().await;
     }
 
+    /// A new user of the admin key's tenant with `role`, signed in: their id and a JWT for them, as
+    /// a login would give (made directly, without mail or a provider).
+    pub async fn signed_in_user(&self, email: &str, role: &str) -> (String, String) {
+        let response = self
+            .post_json("/users", &serde_json::json!({"email": email, "role": role}))
+            .send()
+            .await
+            .expect("POST /users");
+        assert_eq!(response.status(), 201, "POST /users for {email}");
+        let user: serde_json::Value = response.json().await.expect("a user as JSON");
+        let user_id = user["id"].as_str().expect("a user id").to_owned();
+        let tenant = self.get_json("/tenant").await;
+        let token = self.runtime.tokens.issue(
+            tenant["id"]
+                .as_str()
+                .expect("a tenant id")
+                .parse()
+                .expect("a tenant id"),
+            user_id.parse().expect("a user id"),
+            role,
+        );
+        (user_id, token.token)
+    }
+
     /// A second node: another server over the same database, with the same configuration (but its
     /// own node id and port) and admin key, running beside this one.
     pub async fn another_node(&self) -> TestApp {

@@ -22,7 +22,7 @@ use agentd_core::knowledge::{
     content_hash, ChunkStrategy, Chunking, Content, ContentKind, ContentSource, ContentStatus,
 };
 use agentd_core::{ChunkId, ContentId, TenantId};
-use agentd_store::{ChunkFilter, ContentInsert, ContentStart, ScoredChunk, Store, StoreError};
+use agentd_store::{ChunkFilter, ContentInsert, ContentStart, ScoredChunk, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
@@ -661,14 +661,16 @@ impl KnowledgeService {
             (SearchType::Keyword, _) | (_, None) => keyword().await?,
             (SearchType::Vector, Some(embedder)) => {
                 let vector = self.embed_query(principal, embedder, query).await?;
-                self.nearest(tenant, embedder, &vector, &filter, reach)
+                self.vectors
+                    .nearest(tenant, embedder, &vector, &filter, reach)
                     .await?
             }
             (SearchType::Hybrid, Some(embedder)) => {
                 let vector = self.embed_query(principal, embedder, query).await?;
                 let (by_keyword, by_vector) = tokio::try_join!(
                     keyword(),
-                    self.nearest(tenant, embedder, &vector, &filter, reach)
+                    self.vectors
+                        .nearest(tenant, embedder, &vector, &filter, reach)
                 )?;
                 fuse(&[by_keyword, by_vector])
             }
@@ -711,25 +713,6 @@ impl KnowledgeService {
             limit,
             total,
         })
-    }
-
-    /// The nearest chunks by cosine: from this node's in-memory copy of the tenant's embeddings, or
-    /// by a scan in the store for filtered searches (and when the cache is off).
-    async fn nearest(
-        &self,
-        tenant: TenantId,
-        embedder: &str,
-        vector: &[f32],
-        filter: &ChunkFilter,
-        reach: u32,
-    ) -> Result<Vec<ScoredChunk>, StoreError> {
-        if filter.metadata.is_empty() && self.config.vector_cache_mb > 0 {
-            self.vectors.nearest(tenant, embedder, vector, reach).await
-        } else {
-            self.store
-                .nearest_chunks(tenant, embedder, vector, filter, reach)
-                .await
-        }
     }
 
     /// The query's embedding, metered as `knowledge.search`.

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use agentd_core::{ChunkId, TenantId};
-use agentd_store::{ScoredChunk, Store, StoreError};
+use agentd_store::{ChunkFilter, ScoredChunk, Store, StoreError};
 
 /// One tenant's embeddings by one embedder, as of a knowledge version.
 struct Index {
@@ -154,23 +154,25 @@ impl VectorCache {
     }
 
     /// The `limit` chunks of the tenant embedded by `embedder` nearest to `vector`, best first:
-    /// from memory when the tenant's embeddings fit the budget, else from the store.
+    /// from memory when the search has no filters and the tenant's embeddings fit the budget, else
+    /// by the store's scan.
     pub(super) async fn nearest(
         &self,
         tenant: TenantId,
         embedder: &str,
         vector: &[f32],
+        filter: &ChunkFilter,
         limit: u32,
     ) -> Result<Vec<ScoredChunk>, StoreError> {
-        let index = match self.current(tenant, embedder).await? {
-            Some(index) => index,
-            None => {
-                let unfiltered = agentd_store::ChunkFilter::default();
-                return self
-                    .store
-                    .nearest_chunks(tenant, embedder, vector, &unfiltered, limit)
-                    .await;
-            }
+        let cached = match filter.metadata.is_empty() && self.budget > 0 {
+            true => self.current(tenant, embedder).await?,
+            false => None,
+        };
+        let Some(index) = cached else {
+            return self
+                .store
+                .nearest_chunks(tenant, embedder, vector, filter, limit)
+                .await;
         };
         index
             .last_used

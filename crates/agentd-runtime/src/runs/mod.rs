@@ -211,7 +211,7 @@ impl RunService {
     ) -> Result<RunHandle, Error> {
         let tenant = principal.tenant_id;
         // A signed-in user runs as themselves: their memories, their sessions' user.
-        request.user_id = crate::memories::reach(principal, request.user_id)?;
+        request.user_id = principal.acting_user(request.user_id)?;
         let agent = load_live_agent(self.store.as_ref(), tenant, agent_id, "run").await?;
         RegistryService::ensure_runnable(&agent)?;
         let model_ref = agent.spec.model.clone().ok_or_else(|| {

@@ -28,6 +28,7 @@ use crate::auth::{scopes, Auth};
 use crate::extract::{parse_json, Json, Path, Query};
 use crate::form::Fields;
 use crate::problem::ApiError;
+use crate::routes::PageMeta;
 use crate::state::AppState;
 
 /// Room for an upload's other fields (name, metadata…) beyond `knowledge.max_upload_bytes`.
@@ -417,23 +418,11 @@ fn not_a_string(field: &str) -> ApiError {
     ApiError::field(ErrorCode::InvalidField, field, "must be a string")
 }
 
-/// Paging facts of a list, as AgentOS gives them, with the cursor of the next page.
-#[derive(Serialize, ToSchema)]
-pub struct ContentListMeta {
-    /// The page number; `null` when the list was asked for by cursor.
-    pub page: Option<u32>,
-    pub limit: u32,
-    pub total_pages: u64,
-    pub total_count: u64,
-    /// Pass as `cursor` for the next page; `null` on the last page.
-    pub next_cursor: Option<String>,
-}
-
 /// A page of contents, newest first.
 #[derive(Serialize, ToSchema)]
 pub struct ContentList {
     pub data: Vec<ContentView>,
-    pub meta: ContentListMeta,
+    pub meta: PageMeta,
 }
 
 /// Which page of contents.
@@ -471,13 +460,7 @@ async fn list_contents(
         )
         .await?;
     Ok(axum::Json(ContentList {
-        meta: ContentListMeta {
-            page: listed.page,
-            limit: listed.limit,
-            total_pages: listed.total.div_ceil(u64::from(listed.limit)),
-            total_count: listed.total,
-            next_cursor: listed.next_cursor,
-        },
+        meta: PageMeta::new(listed.page, listed.limit, listed.total, listed.next_cursor),
         data: listed.contents.into_iter().map(ContentView::from).collect(),
     }))
 }

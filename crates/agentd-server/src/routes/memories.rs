@@ -6,7 +6,7 @@ use std::sync::Arc;
 use agentd_core::memory::Memory;
 use agentd_core::MemoryId;
 use agentd_runtime::memories::{
-    parse_sort, parse_topics, reach, MemoryPageRequest, MemoryPatch, NewMemory,
+    parse_sort, parse_topics, MemoryPageRequest, MemoryPatch, NewMemory,
 };
 use agentd_runtime::{MemoryFilter, MemoryService};
 use axum::body::Bytes;
@@ -21,6 +21,7 @@ use utoipa_axum::routes;
 use crate::auth::{scopes, Auth};
 use crate::extract::{parse_json, Json, Path, Query};
 use crate::problem::ApiError;
+use crate::routes::PageMeta;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -74,24 +75,11 @@ impl From<Memory> for MemoryView {
     }
 }
 
-/// Paging facts of a list, as AgentOS gives them, with the cursor of the next page.
-#[derive(Serialize, ToSchema)]
-pub struct MemoryListMeta {
-    /// The page number; `null` when the list was asked for by cursor.
-    pub page: Option<u32>,
-    pub limit: u32,
-    pub total_pages: u64,
-    /// Memories matching the filters, on every page.
-    pub total_count: u64,
-    /// Pass as `cursor` for the next page; `null` on the last page.
-    pub next_cursor: Option<String>,
-}
-
 /// A page of memories.
 #[derive(Serialize, ToSchema)]
 pub struct MemoryList {
     pub data: Vec<MemoryView>,
-    pub meta: MemoryListMeta,
+    pub meta: PageMeta,
 }
 
 /// Filters, order and page of the memory list.
@@ -121,10 +109,6 @@ fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|s| !s.is_empty())
 }
 
-fn total_pages(total: u64, limit: u32) -> u64 {
-    total.div_ceil(u64::from(limit))
-}
-
 /// The tenant's memories, with filters, most recently updated first unless sorted otherwise.
 #[utoipa::path(
     get,
@@ -141,7 +125,7 @@ async fn list_memories(
 ) -> Result<axum::Json<MemoryList>, ApiError> {
     let sort = parse_sort(query.sort_by.as_deref(), query.sort_order.as_deref())?;
     let filter = MemoryFilter {
-        user_id: reach(&auth.principal, non_empty(query.user_id))?,
+        user_id: auth.principal.acting_user(non_empty(query.user_id))?,
         agent_id: non_empty(query.agent_id),
         team_id: non_empty(query.team_id),
         topics: parse_topics(query.topics.as_deref()),
@@ -156,13 +140,7 @@ async fn list_memories(
         .list(auth.principal.tenant_id, filter, sort, page)
         .await?;
     Ok(axum::Json(MemoryList {
-        meta: MemoryListMeta {
-            page: listed.page,
-            limit: listed.limit,
-            total_pages: total_pages(listed.total, listed.limit),
-            total_count: listed.total,
-            next_cursor: listed.next_cursor,
-        },
+        meta: PageMeta::new(listed.page, listed.limit, listed.total, listed.next_cursor),
         data: listed.memories.into_iter().map(MemoryView::from).collect(),
     }))
 }
@@ -199,7 +177,7 @@ async fn create_memory(
 ) -> Result<(StatusCode, axum::Json<MemoryView>), ApiError> {
     let new = NewMemory {
         memory: request.memory,
-        user_id: reach(&auth.principal, request.user_id)?,
+        user_id: auth.principal.acting_user(request.user_id)?,
         agent_id: request.agent_id,
         team_id: request.team_id,
         topics: request.topics.unwrap_or_default(),
@@ -246,7 +224,7 @@ async fn delete_memories(
         .delete_many(
             auth.principal.tenant_id,
             &request.memory_ids,
-            reach(&auth.principal, non_empty(request.user_id))?,
+            auth.principal.acting_user(non_empty(request.user_id))?,
         )
         .await?;
     Ok(axum::Json(DeletedMemories { deleted }))
@@ -369,7 +347,7 @@ async fn memory_topics(
     let topics = memories
         .topics(
             auth.principal.tenant_id,
-            reach(&auth.principal, non_empty(query.user_id))?,
+            auth.principal.acting_user(non_empty(query.user_id))?,
         )
         .await?;
     Ok(axum::Json(topics))
@@ -429,7 +407,7 @@ async fn user_memory_stats(
     let listed = memories
         .user_stats(
             auth.principal.tenant_id,
-            reach(&auth.principal, non_empty(query.user_id))?,
+            auth.principal.acting_user(non_empty(query.user_id))?,
             query.limit,
             query.page,
         )
@@ -438,7 +416,7 @@ async fn user_memory_stats(
         meta: UserMemoryStatsMeta {
             page: listed.page,
             limit: listed.limit,
-            total_pages: total_pages(listed.total, listed.limit),
+            total_pages: listed.total.div_ceil(u64::from(listed.limit)),
             total_count: listed.total,
         },
         data: listed
@@ -508,7 +486,10 @@ async fn optimize_memories(
         true => request.model,
         false => request.model.replacen(':', "/", 1),
     };
-    let user_id = reach(&auth.principal, Some(request.user_id))?.unwrap_or_default();
+    let user_id = auth
+        .principal
+        .acting_user(Some(request.user_id))?
+        .unwrap_or_default();
     let report = memories
         .optimize(&auth.principal, &gateway, user_id, &model, request.apply)
         .await?;

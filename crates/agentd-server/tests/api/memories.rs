@@ -624,32 +624,13 @@ async fn another_tenants_memories_are_out_of_reach(db: TestDb) {
     );
 }
 
-/// A signed-in user of the tenant (a member), with agentd's JWT for them.
-async fn signed_in(app: &TestApp, email: &str) -> (String, String) {
-    let response = app
-        .post_json("/users", &json!({"email": email, "role": "member"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let user: Value = response.json().await.unwrap();
-    let user_id = user["id"].as_str().unwrap().to_owned();
-    let tenant: Value = app.get_json("/tenant").await;
-    let token = app.runtime.tokens.issue(
-        tenant["id"].as_str().unwrap().parse().unwrap(),
-        user_id.parse().unwrap(),
-        "member",
-    );
-    (user_id, token.token)
-}
-
 /// People signed in to the same tenant never see each other's memories (AgentOS's user isolation):
 /// a user's requests are about that user whatever `user_id` says, while an API key, acting for an
 /// application's many users, names the user.
 async fn signed_in_users_reach_only_their_own_memories(db: TestDb) {
     let app = spawn_app(db).await;
-    let (ann, ann_token) = signed_in(&app, "ann@example.com").await;
-    let (bob, bob_token) = signed_in(&app, "bob@example.com").await;
+    let (ann, ann_token) = app.signed_in_user("ann@example.com", "member").await;
+    let (bob, bob_token) = app.signed_in_user("bob@example.com", "member").await;
 
     // Ann stores a memory without naming herself: it is hers.
     let response = app

@@ -414,27 +414,7 @@ async fn a_signed_in_user_runs_as_themselves(db: TestDb) {
             "add_memories_to_context": true,
         }))
         .await;
-    let response = app
-        .post_json(
-            "/users",
-            &json!({"email": "ann@example.com", "role": "member"}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let user: Value = response.json().await.unwrap();
-    let ann = user["id"].as_str().unwrap().to_owned();
-    let tenant: Value = app.get_json("/tenant").await;
-    let token = app
-        .runtime
-        .tokens
-        .issue(
-            tenant["id"].as_str().unwrap().parse().unwrap(),
-            ann.parse().unwrap(),
-            "member",
-        )
-        .token;
+    let (ann, token) = app.signed_in_user("ann@example.com", "member").await;
     for (user_id, text) in [
         (ann.as_str(), "Ann drinks tea."),
         ("bob", "Bob drinks coffee."),

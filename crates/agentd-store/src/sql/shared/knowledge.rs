@@ -233,6 +233,11 @@ async fn content_by_hash(
     row.as_ref().map(content_from_row).transpose()
 }
 
+/// The id and embedding of every chunk of tenant `$1` embedded by `$2`; conditions may follow.
+const EMBEDDINGS_SQL: &str = "SELECT c.id AS id, c.embedding AS embedding FROM knowledge_chunks c \
+     JOIN knowledge_contents k ON k.tenant_id = c.tenant_id AND k.id = c.content_id \
+     WHERE c.tenant_id = $1 AND k.embedder = $2 AND c.embedding IS NOT NULL";
+
 /// Bumps the tenant's knowledge version (see [`KnowledgeStore::knowledge_version`]) inside a
 /// transaction that changes its chunks.
 async fn bump_knowledge_version(
@@ -576,11 +581,7 @@ impl KnowledgeStore for SqlStore {
         }
         let query_norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
         let (conditions, values) = chunk_filter_conditions(filter);
-        let sql = format!(
-            "SELECT c.id AS id, c.embedding AS embedding FROM knowledge_chunks c \
-             JOIN knowledge_contents k ON k.tenant_id = c.tenant_id AND k.id = c.content_id \
-             WHERE c.tenant_id = $1 AND k.embedder = $2 AND c.embedding IS NOT NULL{conditions}"
-        );
+        let sql = format!("{EMBEDDINGS_SQL}{conditions}");
         let mut query = sqlx::query(&sql).bind(tenant.to_string()).bind(embedder);
         for value in &values {
             query = query.bind(value.as_str());
@@ -626,14 +627,10 @@ impl KnowledgeStore for SqlStore {
         tenant: TenantId,
         embedder: &str,
     ) -> Result<Vec<(ChunkId, Vec<f32>)>, StoreError> {
-        let mut rows = sqlx::query(
-            "SELECT c.id AS id, c.embedding AS embedding FROM knowledge_chunks c \
-             JOIN knowledge_contents k ON k.tenant_id = c.tenant_id AND k.id = c.content_id \
-             WHERE c.tenant_id = $1 AND k.embedder = $2 AND c.embedding IS NOT NULL",
-        )
-        .bind(tenant.to_string())
-        .bind(embedder)
-        .fetch(&self.pool);
+        let mut rows = sqlx::query(EMBEDDINGS_SQL)
+            .bind(tenant.to_string())
+            .bind(embedder)
+            .fetch(&self.pool);
         let mut embeddings = Vec::new();
         while let Some(row) = rows.try_next().await? {
             let id: String = row.try_get("id")?;
