@@ -363,6 +363,28 @@ fn text(value: &Value) -> String {
         .to_owned()
 }
 
+/// The status of a knowledge content once it is no longer `processing` (waiting up to 30 s: the
+/// processing shares the machine with the other tests, the local embedder's among them).
+async fn processed(app: &TestApp, key: &str, content_id: &str) -> Value {
+    let mut status = Value::Null;
+    for _ in 0..1200 {
+        status = expect(
+            app,
+            key,
+            Method::GET,
+            format!("/knowledge/content/{content_id}/status"),
+            None,
+            200,
+        )
+        .await;
+        if status["status"] != "processing" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    status
+}
+
 /// Tenant A, the default tenant: an agent at version 2 with a skill, a capability (endorsed),
 /// resources, a heartbeat, an identity and a signature, a completed and a paused run, three sessions,
 /// a tenant key, an agent key, a user, two memories and a knowledge content (completed, embedded).
@@ -529,22 +551,7 @@ async fn populate_a(app: &TestApp, model: &ScriptedModel) -> Tenant {
     )
     .await;
     let content_id = text(&content["id"]);
-    let mut status = Value::Null;
-    for _ in 0..200 {
-        status = expect(
-            app,
-            &key,
-            Method::GET,
-            format!("/knowledge/content/{content_id}/status"),
-            None,
-            200,
-        )
-        .await;
-        if status["status"] != "processing" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let status = processed(app, &key, &content_id).await;
     assert_eq!(status["status"], "completed", "{status}");
 
     let keys = expect(app, &key, Method::GET, "/keys", None, 200).await;
@@ -1095,6 +1102,9 @@ async fn ids_in_bodies(
             "B: POST /knowledge/content with A's bytes → {}",
             answer.describe()
         ));
+    } else {
+        // Processed before A's second snapshot, so no background write overlaps A's reads.
+        processed(app, &b.key, &text(&upload["id"])).await;
     }
 
     // A signature is public: B may check one against A's public key, but not learn whose it is.
@@ -1215,6 +1225,10 @@ async fn another_tenants_ids_are_not_found_and_nothing_changes(db: TestDb) {
                 answer.describe()
             ));
         }
+    }
+    // Also on stderr, on lines of their own, so a CI log that keeps only some lines still names them.
+    for failure in &failures {
+        eprintln!("isolation failure: {failure}");
     }
     assert!(
         failures.is_empty(),
