@@ -83,6 +83,7 @@ pub struct Reply {
     token_delay: Option<Duration>,
     break_after: Option<usize>,
     error_after: Option<(usize, String)>,
+    stall_after: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -112,6 +113,7 @@ impl Reply {
             token_delay: None,
             break_after: None,
             error_after: None,
+            stall_after: None,
         }
     }
 
@@ -188,6 +190,13 @@ impl Reply {
         self
     }
 
+    /// Streams `chunks` content chunks, then sends nothing more and keeps the connection open, until
+    /// the client gives up: a stream stopped in the middle for as long as a test needs.
+    pub fn stall_after(mut self, chunks: usize) -> Reply {
+        self.stall_after = Some(chunks);
+        self
+    }
+
     /// The content pieces of a text reply.
     fn text_pieces(content: &str) -> Vec<String> {
         let mut pieces = Vec::new();
@@ -213,18 +222,17 @@ impl Reply {
             .unwrap_or((DEFAULT_INPUT_TOKENS, chunks.max(1) as u64))
     }
 
-    /// After how many content chunks the stream stops early, and how.
+    /// After how many content chunks the stream stops early, and how (the earliest cut; a break
+    /// wins a tie).
     fn cut(&self) -> Option<(usize, Cut)> {
-        let broken = self.break_after.map(|n| (n, Cut::Break));
-        let errored = self
-            .error_after
-            .clone()
-            .map(|(n, message)| (n, Cut::Error(message)));
-        match (broken, errored) {
-            (Some(broken), Some(errored)) if errored.0 < broken.0 => Some(errored),
-            (Some(broken), _) => Some(broken),
-            (None, errored) => errored,
-        }
+        let cuts = [
+            self.break_after.map(|n| (n, Cut::Break)),
+            self.error_after
+                .clone()
+                .map(|(n, message)| (n, Cut::Error(message))),
+            self.stall_after.map(|n| (n, Cut::Stall)),
+        ];
+        cuts.into_iter().flatten().min_by_key(|(n, _)| *n)
     }
 }
 
@@ -232,6 +240,7 @@ impl Reply {
 enum Cut {
     Break,
     Error(String),
+    Stall,
 }
 
 /// Splits tool arguments into at least two fragments (when there are at least two characters), at char
@@ -1009,6 +1018,14 @@ fn stream_response(protocol: Protocol, frames: Frames, delay: Option<Duration>) 
                             ))
                         }
                         Cut::Error(message) => Ok(Bytes::from(error_frame(message))),
+                        Cut::Stall => {
+                            // Until the client goes away (the channel closes) or the hour is up.
+                            tokio::select! {
+                                _ = sender.closed() => {}
+                                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                            }
+                            return;
+                        }
                     };
                     let _ = sender.send(last).await;
                     return;

@@ -25,6 +25,7 @@ mod resources;
 mod routes;
 mod runs;
 mod sessions;
+mod streams;
 mod system;
 
 use reqwest::Response;
