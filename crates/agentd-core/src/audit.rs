@@ -32,6 +32,9 @@ const ENCODING_VERSION: &str = "agentd.audit.v1";
 /// Who acted when a request carried no valid credential.
 pub const ANONYMOUS: &str = "anonymous";
 
+/// Who acted when the server itself did (the health sweeper, for example).
+pub const SYSTEM: &str = "system";
+
 /// The tenant id of the platform chain: events that belong to no tenant (the nil UUID, which no
 /// tenant ever has, since tenant ids are UUIDv7).
 pub fn platform_tenant() -> TenantId {
@@ -84,6 +87,29 @@ pub struct AuditRecord {
     /// The request id (`X-Request-Id`), to find the request's log lines.
     pub request_id: Option<String>,
     pub created_at: Timestamp,
+}
+
+impl AuditRecord {
+    /// The record of an agent event that no request's own record covers: one the server made by
+    /// itself (a health change found by the sweeper; `actor` is [`SYSTEM`]), or one a request made
+    /// that is not recorded when it succeeds (a heartbeat's health change; `actor` is its
+    /// principal's label). The action is `agent.<kind>` (`agent.health_changed`), the target the
+    /// agent's path, and `status` 0, since no HTTP answer belongs to it; the outcome is a success.
+    pub fn of_agent_event(event: &crate::agent::AgentEvent, actor: String) -> Self {
+        Self {
+            id: AuditId::new(),
+            tenant_id: event.tenant_id,
+            actor,
+            action: format!("agent.{}", event.kind.as_str()),
+            target: format!("/agents/{}", event.agent_id),
+            agent_id: Some(event.agent_id),
+            status: 0,
+            outcome: AuditOutcome::Success,
+            client_addr: None,
+            request_id: None,
+            created_at: event.created_at,
+        }
+    }
 }
 
 /// A record in its chain.

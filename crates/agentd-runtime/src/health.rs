@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentd_core::agent::{Agent, AgentEvent, AgentEventKind, AgentHealth, AgentKind, AgentStatus};
+use agentd_core::audit::{AuditRecord, SYSTEM};
 use agentd_core::Timestamp;
 use agentd_store::{Store, Update};
 
 use crate::config::HealthConfig;
-use crate::Error;
+use crate::{AuditService, Error};
 
 /// Agents read per store round trip while sweeping.
 const SWEEP_PAGE: u32 = 200;
@@ -100,15 +101,21 @@ impl HealthPolicy {
     }
 }
 
-/// Re-derives health for every watched agent, probing remote agents first.
+/// Re-derives health for every watched agent, probing remote agents first. The events it makes
+/// go to the agent's event log and, with the sweeper as their actor, to the tenant's audit log.
 pub struct HealthSweeper {
     store: Arc<dyn Store>,
+    audit: Arc<AuditService>,
     policy: HealthPolicy,
     http: reqwest::Client,
 }
 
 impl HealthSweeper {
-    pub fn new(store: Arc<dyn Store>, policy: HealthPolicy) -> Result<Self, Error> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        audit: Arc<AuditService>,
+        policy: HealthPolicy,
+    ) -> Result<Self, Error> {
         let http = reqwest::Client::builder()
             .timeout(policy.probe_timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -116,6 +123,7 @@ impl HealthSweeper {
             .map_err(|e| Error::Config(format!("health probe client: {e}")))?;
         Ok(Self {
             store,
+            audit,
             policy,
             http,
         })
@@ -170,7 +178,11 @@ impl HealthSweeper {
         }
         let verdict = self.policy.judge(&agent, now);
         if heard_at.is_some() && agent.status == AgentStatus::Initializing {
-            mark_ready(self.store.as_ref(), &agent, "health probe answered").await?;
+            if let Some(ready) =
+                mark_ready(self.store.as_ref(), &agent, "health probe answered").await?
+            {
+                self.audit(&ready).await;
+            }
         }
         if verdict.health == agent.health && heard_at.is_none() {
             return Ok(false);
@@ -179,10 +191,19 @@ impl HealthSweeper {
         self.store
             .record_agent_health(agent.tenant_id, agent.id, verdict.health, heard_at, &events)
             .await?;
+        for event in &events {
+            self.audit(event).await;
+        }
         if verdict.health != agent.health {
             tracing::info!(agent.id = %agent.id, from = %agent.health, to = %verdict.health, "agent health changed");
         }
         Ok(verdict.health != agent.health)
+    }
+
+    async fn audit(&self, event: &AgentEvent) {
+        self.audit
+            .record(AuditRecord::of_agent_event(event, SYSTEM.to_owned()))
+            .await;
     }
 
     /// Sweeps every `every` until the task is aborted.
@@ -214,8 +235,13 @@ pub(crate) fn health_events(
     ]
 }
 
-/// Moves an `initializing` agent to `idle` once it has been heard from.
-pub(crate) async fn mark_ready(store: &dyn Store, agent: &Agent, why: &str) -> Result<(), Error> {
+/// Moves an `initializing` agent to `idle` once it has been heard from; the event, if this call
+/// made the move.
+pub(crate) async fn mark_ready(
+    store: &dyn Store,
+    agent: &Agent,
+    why: &str,
+) -> Result<Option<AgentEvent>, Error> {
     let event = AgentEvent::new(agent, AgentEventKind::StatusChanged, "ready", "system")
         .transition(AgentStatus::Initializing, AgentStatus::Idle)
         .with_detail(serde_json::json!({"reason": why}));
@@ -225,11 +251,12 @@ pub(crate) async fn mark_ready(store: &dyn Store, agent: &Agent, why: &str) -> R
             agent.id,
             AgentStatus::Initializing,
             AgentStatus::Idle,
-            &[event],
+            std::slice::from_ref(&event),
         )
         .await?
     {
-        Update::Applied | Update::Stale(_) => Ok(()),
+        Update::Applied => Ok(Some(event)),
+        Update::Stale(_) => Ok(None),
         Update::Missing => Err(Error::NotFound("agent")),
     }
 }

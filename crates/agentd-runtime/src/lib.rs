@@ -164,17 +164,19 @@ impl Runtime {
             .with_knowledge(knowledge.clone()),
         );
         runs.recover().await?;
+        let audit = Arc::new(AuditService::start(store.clone()));
         let runtime = Self {
             runs,
             sessions: Arc::new(SessionService::new(store.clone())),
             memories: Arc::new(MemoryService::new(store.clone())),
             knowledge,
-            audit: Arc::new(AuditService::start(store.clone())),
+            audit: audit.clone(),
             usage,
             gateway,
             config: Arc::new(config),
             registry: Arc::new(RegistryService::new(
                 store.clone(),
+                audit,
                 policy,
                 resources.clone(),
                 identity.clone(),
@@ -236,7 +238,7 @@ impl Runtime {
     /// so a caller can stop them.
     pub fn start_background_jobs(&self) -> Result<Vec<tokio::task::JoinHandle<()>>, Error> {
         let policy = health::HealthPolicy::from(&self.config.health);
-        let sweeper = health::HealthSweeper::new(self.store.clone(), policy)?;
+        let sweeper = health::HealthSweeper::new(self.store.clone(), self.audit.clone(), policy)?;
         let every = std::time::Duration::from_millis(self.config.health.sweep_interval_ms);
         Ok(vec![tokio::spawn(sweeper.run(every))])
     }

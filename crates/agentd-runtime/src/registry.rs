@@ -7,13 +7,14 @@ use agentd_core::agent::{
     Agent, AgentEvent, AgentEventKind, AgentHealth, AgentKind, AgentSpec, AgentStatus,
     AgentVersion, LifecycleAction,
 };
+use agentd_core::audit::AuditRecord;
 use agentd_core::{AgentId, EventId, TenantId};
 use agentd_store::{AgentFilter, Store, Update};
 
 use crate::health::{health_events, mark_ready, HealthPolicy, HealthSweeper, Verdict};
 use crate::identity::IdentityService;
 use crate::resources::{Gauges, ResourceService};
-use crate::{Error, Page, PageRequest, Principal};
+use crate::{AuditService, Error, Page, PageRequest, Principal};
 
 /// How often a lost compare-and-set race is retried before answering 409.
 const RACE_RETRIES: usize = 3;
@@ -94,6 +95,8 @@ pub(crate) async fn load_live_agent(
 /// The registry of agents.
 pub struct RegistryService {
     store: Arc<dyn Store>,
+    /// Where the events of heartbeats go too (a successful heartbeat has no audit entry of its own).
+    audit: Arc<AuditService>,
     health: HealthPolicy,
     resources: Arc<ResourceService>,
     /// Gives each new agent its Ed25519 identity.
@@ -113,15 +116,25 @@ pub struct HealthReport {
 impl RegistryService {
     pub fn new(
         store: Arc<dyn Store>,
+        audit: Arc<AuditService>,
         health: HealthPolicy,
         resources: Arc<ResourceService>,
         identity: Arc<IdentityService>,
     ) -> Self {
         Self {
             store,
+            audit,
             health,
             resources,
             identity,
+        }
+    }
+
+    /// Copies `events` to the tenant's audit log, as `principal`'s doing.
+    async fn audit_events(&self, principal: &Principal, events: &[AgentEvent]) {
+        for event in events {
+            let record = AuditRecord::of_agent_event(event, principal.subject.label());
+            self.audit.record(record).await;
         }
     }
 
@@ -168,10 +181,12 @@ impl RegistryService {
             .await?
         {
             Update::Missing => return Err(Error::NotFound("agent")),
-            Update::Applied | Update::Stale(_) => {}
+            Update::Applied => self.audit_events(principal, &events).await,
+            Update::Stale(_) => {}
         }
         if agent.status == AgentStatus::Initializing {
-            mark_ready(self.store.as_ref(), &agent, "heartbeat received").await?;
+            let ready = mark_ready(self.store.as_ref(), &agent, "heartbeat received").await?;
+            self.audit_events(principal, ready.as_slice()).await;
         }
         if let Some(gauges) = gauges {
             self.resources.report(principal, id, gauges).await?;

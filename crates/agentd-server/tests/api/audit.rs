@@ -104,16 +104,19 @@ async fn mutations_and_refusals_are_recorded_and_reads_are_not(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(forbidden_read.status(), 403);
-    // Successful reads leave no trace, and neither do routine high-rate calls such as heartbeats.
+    // Successful reads leave no trace, and neither do routine high-rate calls such as heartbeats:
+    // only the health change the first one makes is recorded, as an agent event.
     for path in ["/agents", "/keys", &format!("/agents/{agent}")] {
         assert_eq!(app.get(path).send().await.unwrap().status(), 200, "{path}");
     }
-    let heartbeat = app
-        .post_json(&format!("/agents/{agent}/heartbeat"), &json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert!(heartbeat.status().is_success(), "{}", heartbeat.status());
+    for _ in 0..2 {
+        let heartbeat = app
+            .post_json(&format!("/agents/{agent}/heartbeat"), &json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert!(heartbeat.status().is_success(), "{}", heartbeat.status());
+    }
 
     let entries = all_pages(&app, &app.admin_key, "/audit", 500).await;
     let created = find(&entries, "POST /agents", &format!("/agents/{agent}"));
@@ -161,8 +164,18 @@ async fn mutations_and_refusals_are_recorded_and_reads_are_not(db: TestDb) {
     assert_eq!(refused_read["actor"], format!("key:{reader_id}"));
     assert_eq!(refused_read["outcome"], "denied");
 
-    // Nothing else: no successful GET, and the anonymous 401 is not the tenant's.
-    assert_eq!(entries.len(), 7, "{entries:#?}");
+    let healthy = find(
+        &entries,
+        "agent.health_changed",
+        &format!("/agents/{agent}"),
+    );
+    assert_eq!(healthy["actor"], admin);
+    assert_eq!(healthy["agent_id"], agent);
+    assert_eq!(healthy["status"], 0, "no HTTP answer of its own");
+    assert_eq!(healthy["outcome"], "success");
+
+    // Nothing else: no successful GET, no heartbeat, and the anonymous 401 is not the tenant's.
+    assert_eq!(entries.len(), 8, "{entries:#?}");
     assert!(entries
         .iter()
         .all(|e| !e["action"].as_str().unwrap().starts_with("GET ") || e["status"] == 403));
@@ -185,11 +198,11 @@ async fn mutations_and_refusals_are_recorded_and_reads_are_not(db: TestDb) {
 
     // Newest first, one gapless chain: each entry links to the one after it in the list.
     let seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, (1..=7).rev().collect::<Vec<_>>());
+    assert_eq!(seqs, (1..=8).rev().collect::<Vec<_>>());
     for pair in entries.windows(2) {
         assert_eq!(pair[0]["prev_hash"], pair[1]["hash"]);
     }
-    assert_eq!(entries[6]["prev_hash"], "0".repeat(64));
+    assert_eq!(entries[7]["prev_hash"], "0".repeat(64));
 }
 
 async fn the_audit_list_filters_and_pages(db: TestDb) {

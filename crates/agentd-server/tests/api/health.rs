@@ -58,6 +58,29 @@ async fn wait_for_health(app: &TestApp, id: &str, health: &str) -> Vec<String> {
     }
 }
 
+/// `(action, actor)` of the audit entries the server made from the agent's events, oldest first.
+async fn audited_agent_events(app: &TestApp, id: &str) -> Vec<(String, String)> {
+    let page: Value = app
+        .get_json(&format!("/audit?agent_id={id}&limit=500"))
+        .await;
+    let mut entries: Vec<(String, String)> = page["data"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|entry| entry["action"].as_str().unwrap().starts_with("agent."))
+        .map(|entry| {
+            assert_eq!(entry["target"], format!("/agents/{id}"), "{entry}");
+            assert_eq!(entry["outcome"], "success", "{entry}");
+            (
+                entry["action"].as_str().unwrap().to_owned(),
+                entry["actor"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    entries.reverse();
+    entries
+}
+
 async fn heartbeat(app: &TestApp, id: &str) -> reqwest::Response {
     app.request(
         Method::POST,
@@ -141,6 +164,35 @@ async fn missed_heartbeats_degrade_health_and_a_heartbeat_restores_it(db: TestDb
             .any(|w| w[1] == "healthy" && w[0] != "healthy"),
         "recovery is an event: {changes:?}"
     );
+    // The same changes are in the tenant's audit log: the sweeper's as `system`, the heartbeats'
+    // (which are not recorded themselves when they succeed) as the key that sent them.
+    let audited = audited_agent_events(&app, &id).await;
+    let by = |actor: &str| {
+        audited
+            .iter()
+            .filter(|(action, who)| action == "agent.health_changed" && who == actor)
+            .count()
+    };
+    assert!(
+        by("system") >= 3,
+        "degraded, unhealthy, critical: {audited:?}"
+    );
+    let first_beat = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "health_changed")
+        .unwrap();
+    let key = format!("key:{}", first_beat["actor"].as_str().unwrap());
+    assert_eq!(by(&key), 2, "the first beat and the recovery: {audited:?}");
+    assert_eq!(
+        audited
+            .iter()
+            .filter(|(action, _)| action == "agent.health_changed")
+            .count(),
+        changes.len(),
+        "every health event, once: {audited:?}"
+    );
 
     assert_eq!(
         app.request(
@@ -218,6 +270,23 @@ async fn a_remote_agent_is_probed(db: TestDb) {
         .await;
     wait_for_health(&app, &dead, "unhealthy").await;
     assert_eq!(agent(&app, &dead).await["status"], "initializing");
+
+    // What the sweeper found is in the audit log, as its own doing: the answering probe made the
+    // first agent ready once.
+    let audited = audited_agent_events(&app, &id).await;
+    assert_eq!(
+        audited.first(),
+        Some(&("agent.status_changed".to_owned(), "system".to_owned())),
+        "{audited:?}"
+    );
+    assert!(
+        audited
+            .iter()
+            .filter(|(action, _)| action == "agent.health_changed")
+            .all(|(_, actor)| actor == "system")
+            && audited.len() >= 5,
+        "healthy, degraded, unhealthy, healthy again: {audited:?}"
+    );
 }
 
 backend_tests!(
