@@ -255,7 +255,6 @@ impl RegistryService {
         load_agent(self.store.as_ref(), tenant, id).await
     }
 
-    /// A page of the tenant's agents matching `filter`, oldest first.
     /// The model refs (`provider/model`) of the tenant's agents matching `filter`, each once, sorted.
     pub async fn model_refs(
         &self,
@@ -273,6 +272,7 @@ impl RegistryService {
         Ok(refs.into_iter().collect())
     }
 
+    /// A page of the tenant's agents matching `filter`, oldest first.
     pub async fn list(
         &self,
         tenant: TenantId,
