@@ -100,25 +100,30 @@ fn bind_mutable<'q>(query: DbQuery<'q>, run: &'q Run) -> DbQuery<'q> {
         .bind(run.updated_at.timestamp_millis())
 }
 
-/// Appends `events` to the log of `run` (their `run_id` is the run's own).
+/// Events written by one `INSERT` at most (6 parameters each, well under either backend's limit).
+const EVENTS_PER_STATEMENT: usize = 200;
+
+/// Appends `events` to the log of `run` (their `run_id` is the run's own), many rows per statement:
+/// a run's events are stored in batches, and one round trip per event was most of a batch's cost.
 async fn insert_run_events(
     tx: &mut sqlx::Transaction<'_, Db>,
     run: &Run,
     events: &[RunEvent],
 ) -> Result<(), StoreError> {
-    for event in events {
-        sqlx::query(
-            "INSERT INTO run_events (tenant_id, run_id, seq, kind, data, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(run.tenant_id.to_string())
-        .bind(run.id.to_string())
-        .bind(db_integer(event.seq))
-        .bind(event.data.name())
-        .bind(to_json_text(&event.data))
-        .bind(event.created_at.timestamp_millis())
-        .execute(&mut **tx)
-        .await?;
+    let (tenant, run_id) = (run.tenant_id.to_string(), run.id.to_string());
+    for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+        let mut insert = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO run_events (tenant_id, run_id, seq, kind, data, created_at) ",
+        );
+        insert.push_values(chunk, |mut row, event| {
+            row.push_bind(tenant.as_str())
+                .push_bind(run_id.as_str())
+                .push_bind(db_integer(event.seq))
+                .push_bind(event.data.name())
+                .push_bind(to_json_text(&event.data))
+                .push_bind(event.created_at.timestamp_millis());
+        });
+        insert.build().execute(&mut **tx).await?;
     }
     Ok(())
 }
