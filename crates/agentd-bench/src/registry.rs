@@ -16,6 +16,9 @@ pub struct RegistryArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Agents created one at a time while the last phase lists every agent page by page.
+    #[arg(long, default_value_t = 2_000)]
+    late: usize,
     /// Which database(s) to run on.
     #[arg(long, value_enum, default_value_t = BackendChoice::Both)]
     pub backend: BackendChoice,
@@ -121,5 +124,97 @@ async fn run(args: &RegistryArgs, backend: &str, database_url: &str) -> anyhow::
     )
     .await?;
     patched.report("registry", backend, "patch", json!({"agents": ids.len()}));
+
+    page_through(&server, &agents_url, &ids, args.late, backend).await
+}
+
+/// Lists every agent page by page (500 a page) while `late` more are created alongside, and checks
+/// that each agent that existed before is visited exactly once and no agent twice; the figures are
+/// one more JSON line (`op: page_through`), and a miss or a repeat fails the benchmark.
+async fn page_through(
+    server: &crate::common::Server,
+    agents_url: &str,
+    ids: &[String],
+    late: usize,
+    backend: &str,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = {
+        let (client, url, key) = (
+            server.client.clone(),
+            agents_url.to_owned(),
+            server.key.clone(),
+        );
+        let written = written.clone();
+        tokio::spawn(async move {
+            for n in 0..late {
+                let response = client
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&json!({"name": format!("late-{n:06}")}))
+                    .send()
+                    .await?;
+                if response.status() != 201 {
+                    bail!("creating a late agent answered {}", response.status());
+                }
+                written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        })
+    };
+    let mut seen = std::collections::HashMap::<String, u32>::with_capacity(ids.len() + late);
+    let mut pages = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{agents_url}?limit=500");
+        if let Some(cursor) = &cursor {
+            url.push_str(&format!("&cursor={cursor}"));
+        }
+        let page: Value = server
+            .client
+            .get(&url)
+            .bearer_auth(&server.key)
+            .send()
+            .await?
+            .json()
+            .await?;
+        pages += 1;
+        for agent in page["data"].as_array().into_iter().flatten() {
+            let id = agent["id"].as_str().unwrap_or_default().to_owned();
+            *seen.entry(id).or_default() += 1;
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let created_while_paging = written.load(std::sync::atomic::Ordering::Relaxed);
+    writer.await??;
+    let repeated = seen.values().filter(|&&count| count > 1).count();
+    let missing = ids.iter().filter(|id| !seen.contains_key(*id)).count();
+    let line = json!({
+        "bench": "registry",
+        "backend": backend,
+        "op": "page_through",
+        "agents": ids.len(),
+        "late_agents": late,
+        "late_visited": seen.len().saturating_sub(ids.len() - missing),
+        "late_created_while_paging": created_while_paging,
+        "pages": pages,
+        "visited": seen.len(),
+        "repeated": repeated,
+        "missing": missing,
+        "seconds": (seconds * 1000.0).round() / 1000.0,
+    });
+    println!("{line}");
+    eprintln!(
+        "registry {backend} page_through: {} agents in {pages} pages ({created_while_paging} created meanwhile), {repeated} repeated, {missing} missing, {seconds:.2} s",
+        seen.len()
+    );
+    if repeated > 0 || missing > 0 {
+        bail!("paging visited {repeated} agents twice and missed {missing}");
+    }
     Ok(())
 }
