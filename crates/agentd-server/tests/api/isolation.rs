@@ -1103,8 +1103,13 @@ async fn ids_in_bodies(
             answer.describe()
         ));
     } else {
-        // Processed before A's second snapshot, so no background write overlaps A's reads.
-        processed(app, &b.key, &text(&upload["id"])).await;
+        // Processed now: its embedding request (A's words, B's own upload) must reach the model
+        // before the session checks below start counting what B's runs send it, and no background
+        // write may overlap A's second snapshot. (It once came late and was taken for a leak.)
+        let status = processed(app, &b.key, &text(&upload["id"])).await;
+        if status["status"] != "completed" {
+            failures.push(format!("B's upload of A's bytes did not complete: {status}"));
+        }
     }
 
     // A signature is public: B may check one against A's public key, but not learn whose it is.
@@ -1161,7 +1166,9 @@ async fn ids_in_bodies(
             "B: POST /v1/chat/completions with X-Session-Id {session} → {status} {body}"
         ));
     }
-    for request in model.requests().iter().skip(seen) {
+    // Only the chat calls of B's runs count: B's own searches and uploads embed A's words on purpose.
+    let chats = model.requests().into_iter().skip(seen);
+    for request in chats.filter(|request| request.path == "/v1/chat/completions") {
         if request.body.to_string().contains(A_MARK) {
             failures.push(format!(
                 "B's run in a session named like A's sent A's data to the model: {}",
