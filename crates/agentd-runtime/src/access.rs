@@ -193,9 +193,16 @@ impl AccessService {
             .last_used_at
             .is_none_or(|at| now - at >= Duration::seconds(TOUCH_INTERVAL_SECONDS));
         if stale {
-            self.store.touch_key(key.tenant_id, key.id, now).await?;
-            key.last_used_at = Some(now);
-            self.remember(key.clone());
+            // Best effort: a busy database must not turn a valid key into a failed request.
+            match self.store.touch_key(key.tenant_id, key.id, now).await {
+                Ok(()) => {
+                    key.last_used_at = Some(now);
+                    self.remember(key.clone());
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, key.id = %key.id, "cannot record a key's last use")
+                }
+            }
         }
         Ok(Principal::for_key(&key))
     }

@@ -75,6 +75,13 @@ enum Ending {
 
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
+/// Waits between the attempts to store a segment's last events.
+const FINAL_FLUSH_RETRIES: [Duration; 3] = [
+    Duration::from_millis(100),
+    Duration::from_millis(500),
+    Duration::from_secs(2),
+];
+
 /// How many earlier runs of a session a new run sees as history.
 const HISTORY_RUNS: u32 = 20;
 
@@ -178,7 +185,7 @@ impl Execution {
         };
         self.run.status = status;
         let last = self.record(data);
-        self.flush().await;
+        self.flush_final().await;
         self.live.publish(last);
         self.hub.remove(self.run.id);
         self.live.finish();
@@ -574,6 +581,21 @@ impl Execution {
     }
 
     /// Stores the run and the events recorded since the last flush.
+    /// Stores the segment's end, retrying a failed write a few times: the terminal event (or the
+    /// pause) is published only after it is stored, so that a client that reconnects finds it. If
+    /// the store stays down, it is published anyway, so live streams end; the run row is then left
+    /// unfinished, and the node's restart recovery ends it with `RunError`.
+    async fn flush_final(&mut self) {
+        for delay in FINAL_FLUSH_RETRIES {
+            self.flush().await;
+            if self.unflushed.is_empty() {
+                return;
+            }
+            tokio::time::sleep(delay).await;
+        }
+        self.flush().await;
+    }
+
     async fn flush(&mut self) {
         self.run.updated_at = agentd_core::now();
         self.last_flush = Instant::now();

@@ -1108,7 +1108,9 @@ async fn ids_in_bodies(
         // write may overlap A's second snapshot. (It once came late and was taken for a leak.)
         let status = processed(app, &b.key, &text(&upload["id"])).await;
         if status["status"] != "completed" {
-            failures.push(format!("B's upload of A's bytes did not complete: {status}"));
+            failures.push(format!(
+                "B's upload of A's bytes did not complete: {status}"
+            ));
         }
     }
 
