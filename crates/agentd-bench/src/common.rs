@@ -276,3 +276,21 @@ pub fn json_body(body: &[u8]) -> anyhow::Result<Value> {
 pub fn no_body(_: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
+
+/// Runs `ANALYZE` on `tables` of a PostgreSQL benchmark schema (nothing on SQLite). Until the
+/// planner's statistics describe the freshly filled tables, it keeps the plans it made while they
+/// were empty: the foreign-key checks of every insert (which PostgreSQL plans once per connection
+/// and keeps) scan the referenced table row by row, so each write costs more the more rows there are.
+/// Autovacuum analyzes a growing table within a minute or so; the benchmarks measure the state after
+/// that, not the first minute of a new database.
+pub async fn analyze(backend: &str, database_url: &str, tables: &str) -> anyhow::Result<()> {
+    if backend != "postgres" {
+        return Ok(());
+    }
+    let mut connection = sqlx::PgConnection::connect(database_url).await?;
+    connection
+        .execute(format!("ANALYZE {tables}").as_str())
+        .await?;
+    let _ = connection.close().await;
+    Ok(())
+}

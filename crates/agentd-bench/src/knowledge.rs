@@ -17,9 +17,10 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use sqlx::{Connection, Executor};
 
-use crate::common::{json_body, measure, start_with, BackendChoice, Database, Measured, Server};
+use crate::common::{
+    analyze, json_body, measure, start_with, BackendChoice, Database, Measured, Server,
+};
 
 #[derive(clap::Args)]
 pub struct KnowledgeArgs {
@@ -99,15 +100,12 @@ async fn run(args: &KnowledgeArgs, backend: &str, database_url: &str) -> anyhow:
         })
     );
 
-    if backend == "postgres" {
-        // The planner's statistics still describe the empty tables until autovacuum analyzes them
-        // (within a minute or so of a bulk load); the figures are of the steady state after that.
-        let mut connection = sqlx::PgConnection::connect(database_url).await?;
-        connection
-            .execute("ANALYZE knowledge_chunks, knowledge_contents, knowledge_metadata")
-            .await?;
-        let _ = connection.close().await;
-    }
+    analyze(
+        backend,
+        database_url,
+        "knowledge_chunks, knowledge_contents, knowledge_metadata",
+    )
+    .await?;
 
     let queries: Vec<String> = (0..args.queries)
         .map(|_| {
