@@ -95,8 +95,8 @@ async fn run(args: &RegistryArgs, backend: &str, database_url: &str) -> anyhow::
                 tags[n % tags.len()]
             ))
         },
-        // An empty page has `"data":[]`; anything else has agents.
-        |body| match body.windows(9).any(|window| window == b"\"data\":[]") {
+        // An empty page is `[]`; anything else has agents.
+        |body| match body == b"[]" {
             true => bail!("a filtered list came back empty"),
             false => Ok(()),
         },
@@ -171,21 +171,26 @@ async fn page_through(
         if let Some(cursor) = &cursor {
             url.push_str(&format!("&cursor={cursor}"));
         }
-        let page: Value = server
+        let response = server
             .client
             .get(&url)
             .bearer_auth(&server.key)
             .send()
             .await?
-            .json()
-            .await?;
+            .error_for_status()?;
+        let next = response
+            .headers()
+            .get("x-next-cursor")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let page: Value = response.json().await?;
         pages += 1;
-        for agent in page["data"].as_array().into_iter().flatten() {
+        for agent in page.as_array().into_iter().flatten() {
             let id = agent["id"].as_str().unwrap_or_default().to_owned();
             *seen.entry(id).or_default() += 1;
         }
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
+        match next {
+            Some(next) => cursor = Some(next),
             None => break,
         }
     }

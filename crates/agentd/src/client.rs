@@ -49,7 +49,7 @@ pub enum AgentsCommand {
         name_prefix: Option<String>,
         #[arg(long, default_value_t = 50)]
         limit: u32,
-        /// Follow `next_cursor` to the end.
+        /// Follow the pages (`X-Next-Cursor`) to the end.
         #[arg(long)]
         all: bool,
         /// Print the JSON pages instead of a table.
@@ -83,12 +83,21 @@ impl Client {
     }
 
     pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        Ok(self.send_reading_headers(request).await?.0)
+    }
+
+    /// Like `send`, with the answer's headers (a list's next page is in them).
+    pub(crate) async fn send_reading_headers(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<(Value, reqwest::header::HeaderMap)> {
         let response = request
             .bearer_auth(&self.key)
             .send()
             .await
             .context("reaching the server")?;
         let status = response.status();
+        let headers = response.headers().clone();
         let body = response.text().await?;
         let value: Value = if body.is_empty() {
             Value::Null
@@ -103,7 +112,7 @@ impl Client {
             let code = value["code"].as_str().unwrap_or("error");
             bail!("{} {code}: {detail}", status.as_u16());
         }
-        Ok(value)
+        Ok((value, headers))
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -183,13 +192,13 @@ pub async fn run(server: ServerArgs, command: AgentsCommand) -> anyhow::Result<(
                 if let Some(cursor) = &cursor {
                     page_query.push(("cursor", cursor.clone()));
                 }
-                let page = client
-                    .send(client.http.get(client.url("/agents")).query(&page_query))
+                let (page, headers) = client
+                    .send_reading_headers(client.http.get(client.url("/agents")).query(&page_query))
                     .await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&page)?);
                 } else {
-                    for agent in page["data"].as_array().into_iter().flatten() {
+                    for agent in page.as_array().into_iter().flatten() {
                         println!(
                             "{:<36}  {:<24}  {:<12}  {:<9}  {}",
                             agent["id"].as_str().unwrap_or_default(),
@@ -200,7 +209,10 @@ pub async fn run(server: ServerArgs, command: AgentsCommand) -> anyhow::Result<(
                         );
                     }
                 }
-                cursor = page["next_cursor"].as_str().map(str::to_owned);
+                cursor = headers
+                    .get("x-next-cursor")
+                    .and_then(|value| value.to_str().ok())
+                    .map(str::to_owned);
                 if !all || cursor.is_none() {
                     break;
                 }

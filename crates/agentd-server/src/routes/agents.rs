@@ -10,9 +10,9 @@ use agentd_core::agent::{
 use agentd_core::{AgentId, ErrorCode};
 use agentd_runtime::{AgentFilter, PageRequest, RegistryService, SpecPatch};
 
-use axum::extract::State;
-use axum::http::header::{ETAG, IF_MATCH};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{RawQuery, State};
+use axum::http::header::{ETAG, IF_MATCH, LINK};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -131,6 +131,150 @@ impl From<McpServerSpec> for McpServerBody {
     }
 }
 
+/// An agent's model as answers give it, in AgentOS's shape: `id` is the model reference agentd
+/// resolves (`provider/model`, or a route or model name); `provider` and `model` are its two halves
+/// (`provider` is absent when the reference has no `provider/` part).
+#[derive(Clone, Serialize, ToSchema)]
+pub struct ModelView {
+    #[schema(example = "openai/gpt-4o-mini")]
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "openai")]
+    pub provider: Option<String>,
+    #[schema(example = "gpt-4o-mini")]
+    pub model: String,
+}
+
+impl ModelView {
+    fn of(reference: String) -> Self {
+        let (provider, model) = match reference.split_once('/') {
+            Some((provider, model)) => (Some(provider.to_owned()), model.to_owned()),
+            None => (None, reference.clone()),
+        };
+        Self {
+            id: reference,
+            provider,
+            model,
+        }
+    }
+}
+
+/// A model as requests name it: the reference as a string (`openai/gpt-4o-mini`), or the object
+/// answers carry (`{"id": …}`, or `{"provider": …, "model": …}`), so an agent read can be sent back.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ModelInput {
+    #[schema(example = "openai/gpt-4o-mini")]
+    Reference(String),
+    Object(ModelView),
+}
+
+impl ModelInput {
+    fn into_reference(self) -> String {
+        match self {
+            Self::Reference(reference) => reference,
+            Self::Object(view) => view.id,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ModelInput {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let text = |value: Option<&Value>, field: &str| match value {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.clone())),
+            Some(_) => Err(D::Error::custom(format!("`{field}` must be a string"))),
+        };
+        match Value::deserialize(deserializer)? {
+            Value::String(reference) => Ok(Self::Reference(reference)),
+            Value::Object(object) => {
+                let id = text(object.get("id"), "id")?;
+                let provider = text(object.get("provider"), "provider")?;
+                let model = text(object.get("model"), "model")?;
+                let reference = match (id, provider, model) {
+                    (Some(id), _, _) => id,
+                    (None, Some(provider), Some(model)) => format!("{provider}/{model}"),
+                    (None, None, Some(model)) => model,
+                    _ => {
+                        return Err(D::Error::custom(
+                            "a model object needs `id`, or `provider` and `model`",
+                        ))
+                    }
+                };
+                Ok(Self::Reference(reference))
+            }
+            _ => Err(D::Error::custom(
+                "expected a model reference such as \"openai/gpt-4o-mini\" or an object with `id`",
+            )),
+        }
+    }
+}
+
+/// An agent's tools as answers give them, in AgentOS's shape (`{"tools": [...]}`).
+#[derive(Clone, Serialize, ToSchema)]
+pub struct ToolsView {
+    pub tools: Vec<ToolBody>,
+}
+
+/// Tools as requests give them: a list, or the `{"tools": [...]}` object answers carry.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ToolsInput {
+    List(Vec<ToolBody>),
+    Object(ToolsView),
+}
+
+impl Default for ToolsInput {
+    fn default() -> Self {
+        Self::List(Vec::new())
+    }
+}
+
+impl ToolsInput {
+    fn into_specs(self) -> Vec<ToolSpec> {
+        let (Self::List(tools) | Self::Object(ToolsView { tools })) = self;
+        tools.into_iter().map(ToolSpec::from).collect()
+    }
+}
+
+impl<'de> Deserialize<'de> for ToolsInput {
+    /// A visitor rather than a detour through `Value`, so a bad tool is named by its path
+    /// (`tools[0].name`).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ToolsInput;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of tools or an object with a `tools` list")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<ToolsInput, A::Error> {
+                let deserializer = serde::de::value::SeqAccessDeserializer::new(seq);
+                Vec::<ToolBody>::deserialize(deserializer).map(ToolsInput::List)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ToolsInput, A::Error> {
+                let mut tools = None;
+                // AgentOS's object also carries `tool_call_limit` and `tool_choice`; agentd's
+                // limits are set elsewhere, so those are skipped.
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "tools" {
+                        tools = Some(map.next_value::<Vec<ToolBody>>()?);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                tools
+                    .map(ToolsInput::List)
+                    .ok_or_else(|| serde::de::Error::missing_field("tools"))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 /// A new agent. Accepts the Open Agent API's fields (`name`, `model`, `prompt`, `description`,
 /// `tools`) as well as the full spec.
 #[derive(Deserialize, ToSchema)]
@@ -143,11 +287,12 @@ pub struct CreateAgentRequest {
     pub instructions: Option<String>,
     /// Open Agent API spelling of `instructions`; used when `instructions` is absent.
     pub prompt: Option<String>,
-    /// `provider/model` (e.g. `openai/gpt-4o-mini`) or a model name for the default provider.
-    #[schema(example = "openai/gpt-4o-mini")]
-    pub model: Option<String>,
+    /// `provider/model` (e.g. `openai/gpt-4o-mini`), a route, or a model name for the default
+    /// provider; also the `{"id": …}` object answers carry.
+    pub model: Option<ModelInput>,
+    /// A list of tools, or the `{"tools": [...]}` object answers carry.
     #[serde(default)]
-    pub tools: Vec<ToolBody>,
+    pub tools: ToolsInput,
     #[serde(default)]
     pub mcp_servers: Vec<McpServerBody>,
     /// Capability names.
@@ -268,8 +413,8 @@ impl From<CreateAgentRequest> for AgentSpec {
             name: request.name,
             description: request.description,
             instructions: request.instructions.or(request.prompt),
-            model: request.model,
-            tools: request.tools.into_iter().map(ToolSpec::from).collect(),
+            model: request.model.map(ModelInput::into_reference),
+            tools: request.tools.into_specs(),
             mcp_servers: request
                 .mcp_servers
                 .into_iter()
@@ -319,8 +464,8 @@ pub struct UpdateAgentRequest {
     #[serde(default, deserialize_with = "crate::extract::nullable")]
     pub instructions: Option<Option<String>>,
     #[serde(default, deserialize_with = "crate::extract::nullable")]
-    pub model: Option<Option<String>>,
-    pub tools: Option<Vec<ToolBody>>,
+    pub model: Option<Option<ModelInput>>,
+    pub tools: Option<ToolsInput>,
     pub mcp_servers: Option<Vec<McpServerBody>>,
     pub skills: Option<Vec<String>>,
     pub tags: Option<Vec<String>>,
@@ -343,10 +488,10 @@ impl From<UpdateAgentRequest> for SpecPatch {
             name: request.name,
             description: request.description,
             instructions: request.instructions,
-            model: request.model,
-            tools: request
-                .tools
-                .map(|tools| tools.into_iter().map(ToolSpec::from).collect()),
+            model: request
+                .model
+                .map(|model| model.map(ModelInput::into_reference)),
+            tools: request.tools.map(ToolsInput::into_specs),
             mcp_servers: request
                 .mcp_servers
                 .map(|servers| servers.into_iter().map(McpServerSpec::from).collect()),
@@ -404,8 +549,8 @@ pub struct AgentView {
     pub name: String,
     pub description: Option<String>,
     pub instructions: Option<String>,
-    pub model: Option<String>,
-    pub tools: Vec<ToolBody>,
+    pub model: Option<ModelView>,
+    pub tools: ToolsView,
     pub mcp_servers: Vec<McpServerBody>,
     pub skills: Vec<String>,
     pub tags: Vec<String>,
@@ -446,8 +591,10 @@ impl From<Agent> for AgentView {
             name: spec.name,
             description: spec.description,
             instructions: spec.instructions,
-            model: spec.model,
-            tools: spec.tools.into_iter().map(ToolBody::from).collect(),
+            model: spec.model.map(ModelView::of),
+            tools: ToolsView {
+                tools: spec.tools.into_iter().map(ToolBody::from).collect(),
+            },
             mcp_servers: spec
                 .mcp_servers
                 .into_iter()
@@ -486,14 +633,6 @@ fn view_with_etag(status: StatusCode, view: AgentView) -> Response {
         response.headers_mut().insert(ETAG, etag);
     }
     response
-}
-
-/// One page of agents.
-#[derive(Serialize, ToSchema)]
-pub struct AgentList {
-    pub data: Vec<AgentView>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    pub next_cursor: Option<String>,
 }
 
 /// Filters and pagination of `GET /agents`.
@@ -555,21 +694,27 @@ async fn create_agent(
     Ok(response)
 }
 
-/// Lists the tenant's agents, oldest first, with filters. A key holding only per-agent read scopes
-/// (`agents:<id>:read`) lists just those agents.
+/// Lists the tenant's agents, oldest first, with filters. The body is a JSON array of agents, as
+/// AgentOS and its clients have it; the next page is in the `Link` header (`rel="next"`) and its
+/// cursor in `X-Next-Cursor`, both absent on the last page. A key holding only per-agent read
+/// scopes (`agents:<id>:read`) lists just those agents.
 #[utoipa::path(
     get,
     path = "/agents",
     tag = "agents",
     params(ListAgentsQuery),
     security(("bearer" = ["agents:read"])),
-    responses((status = 200, body = AgentList))
+    responses((status = 200, body = Vec<AgentView>, headers(
+        ("Link" = String, description = "`</agents?…&cursor=…>; rel=\"next\"` while more pages follow"),
+        ("X-Next-Cursor" = String, description = "The `cursor` of the next page, while more pages follow"),
+    )))
 )]
 async fn list_agents(
     auth: Auth<scopes::AgentsList>,
     State(registry): State<Arc<RegistryService>>,
+    RawQuery(raw_query): RawQuery,
     Query(query): Query<ListAgentsQuery>,
-) -> Result<axum::Json<AgentList>, ApiError> {
+) -> Result<Response, ApiError> {
     let page = PageRequest::parse(query.limit, query.cursor.as_deref())?;
     let filter = AgentFilter {
         status: query.status,
@@ -586,10 +731,32 @@ async fn list_agents(
     let page = registry
         .list(auth.principal.tenant_id, &filter, page)
         .await?;
-    Ok(axum::Json(AgentList {
-        data: page.items.into_iter().map(AgentView::from).collect(),
-        next_cursor: page.next_cursor,
-    }))
+    let agents: Vec<AgentView> = page.items.into_iter().map(AgentView::from).collect();
+    let mut response = axum::Json(agents).into_response();
+    if let Some(cursor) = page.next_cursor {
+        let link = next_link("/agents", raw_query.as_deref(), &cursor);
+        let headers = response.headers_mut();
+        if let (Ok(link), Ok(cursor)) = (HeaderValue::from_str(&link), HeaderValue::from_str(&cursor)) {
+            headers.insert(LINK, link);
+            headers.insert(NEXT_CURSOR.clone(), cursor);
+        }
+    }
+    Ok(response)
+}
+
+/// `X-Next-Cursor`: the cursor of a list's next page, beside its `Link`.
+static NEXT_CURSOR: HeaderName = HeaderName::from_static("x-next-cursor");
+
+/// The `Link` value to a list's next page: the same query with `cursor` replaced.
+fn next_link(path: &str, query: Option<&str>, cursor: &str) -> String {
+    let mut next = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        if name != "cursor" {
+            next.append_pair(&name, &value);
+        }
+    }
+    next.append_pair("cursor", cursor);
+    format!("<{path}?{}>; rel=\"next\"", next.finish())
 }
 
 /// One agent.

@@ -80,7 +80,12 @@ async fn agents_are_created_from_either_api_shape(db: TestDb) {
     assert_eq!(agent["instructions"], "Write well.");
     assert_eq!(agent["status"], "idle", "a local agent is ready at once");
     assert_eq!(agent["kind"], "local");
-    assert_eq!(agent["tools"][0]["name"], "search");
+    assert_eq!(agent["tools"]["tools"][0]["name"], "search");
+    assert_eq!(
+        agent["model"],
+        json!({"id": "gpt-4o-mini", "model": "gpt-4o-mini"}),
+        "AgentOS's model object; no provider part in the reference"
+    );
     assert_eq!(agent["performance"]["total_runs"], 0);
     assert_eq!(agent["performance"]["error_rate"], 0.0);
 
@@ -110,6 +115,36 @@ async fn agents_are_created_from_either_api_shape(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(fetched, full);
+    assert_eq!(
+        full["model"],
+        json!({"id": "anthropic/claude-3-5-haiku", "provider": "anthropic", "model": "claude-3-5-haiku"})
+    );
+
+    // What an answer carries can be sent back: the model object and AgentOS's tools object.
+    let id = agent["id"].as_str().unwrap();
+    let patched: Value = app
+        .request(Method::PATCH, &format!("/agents/{id}"), &app.admin_key)
+        .json(&json!({"model": agent["model"], "tools": agent["tools"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(patched["version"], 2);
+    assert_eq!(patched["model"], agent["model"]);
+    assert_eq!(patched["tools"], agent["tools"]);
+    let patched: Value = app
+        .request(Method::PATCH, &format!("/agents/{id}"), &app.admin_key)
+        .json(&json!({"model": {"provider": "openai", "model": "gpt-4o"}, "tools": {"tools": [], "tool_call_limit": 3}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(patched["model"]["id"], "openai/gpt-4o");
+    assert_eq!(patched["tools"], json!({"tools": []}));
 }
 
 async fn bad_specs_name_the_field(db: TestDb) {
@@ -121,6 +156,13 @@ async fn bad_specs_name_the_field(db: TestDb) {
         (json!({"name": "a", "kind": "remote"}), "agent_url"),
         (json!({"name": "a", "agent_url": "ftp://x"}), "agent_url"),
         (json!({"name": "a", "model": "openai/"}), "model"),
+        (json!({"name": "a", "model": {"provider": "openai"}}), "model"),
+        (json!({"name": "a", "model": 7}), "model"),
+        (json!({"name": "a", "tools": {"tool_choice": "auto"}}), "tools.tools"),
+        (
+            json!({"name": "a", "tools": {"tools": [{"description": "no name"}]}}),
+            "tools.tools[0].name",
+        ),
         (
             json!({"name": "a", "tools": [{"name": "t"}, {"name": "t"}]}),
             "tools[1].name",
@@ -157,7 +199,7 @@ async fn bad_specs_name_the_field(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(
-        listed["data"].as_array().unwrap().len(),
+        listed.as_array().unwrap().len(),
         0,
         "nothing was half-created"
     );
@@ -299,7 +341,7 @@ async fn delete_terminates_and_keeps_history(db: TestDb) {
         .await
         .unwrap();
     assert!(
-        listed["data"].as_array().unwrap().is_empty(),
+        listed.as_array().unwrap().is_empty(),
         "terminated agents are not listed by default"
     );
     let listed: Value = app
@@ -310,7 +352,7 @@ async fn delete_terminates_and_keeps_history(db: TestDb) {
         .json()
         .await
         .unwrap();
-    assert_eq!(listed["data"][0]["id"], id.as_str());
+    assert_eq!(listed[0]["id"], id.as_str());
     let events: Value = app
         .get(&format!("/agents/{id}/events"))
         .send()
@@ -337,8 +379,7 @@ async fn lists_filter_and_page(db: TestDb) {
         .await;
     let paused = agent_in(&app, "paused").await;
     let names = |body: Value| -> Vec<String> {
-        body["data"]
-            .as_array()
+        body.as_array()
             .unwrap()
             .iter()
             .map(|a| a["name"].as_str().unwrap().to_owned())
@@ -362,7 +403,7 @@ async fn lists_filter_and_page(db: TestDb) {
     assert_eq!(names(get("/agents?team_id=t1&tag=red").await), ["beta-1"]);
     assert_eq!(names(get("/agents?owner=bob").await), ["alpha-2"]);
     assert_eq!(
-        get("/agents?status=paused").await["data"][0]["id"],
+        get("/agents?status=paused").await[0]["id"],
         paused.as_str()
     );
     assert_eq!(
@@ -378,19 +419,32 @@ async fn lists_filter_and_page(db: TestDb) {
     .await;
     assert_eq!(problem["field"], "health");
 
-    let first: Value = get("/agents?limit=3").await;
-    assert_eq!(first["data"].as_array().unwrap().len(), 3);
-    let cursor = first["next_cursor"].as_str().unwrap();
-    let second: Value = app
-        .get(&format!("/agents?limit=3&cursor={cursor}"))
+    // The body is AgentOS's bare array; the next page is in `Link` (the same filters kept) and
+    // its cursor in `X-Next-Cursor`.
+    let blue = app.get("/agents?tag=blue&limit=1").send().await.unwrap();
+    let cursor = blue.headers()["x-next-cursor"].to_str().unwrap().to_owned();
+    assert_eq!(
+        blue.headers()["link"].to_str().unwrap(),
+        format!("</agents?tag=blue&limit=1&cursor={cursor}>; rel=\"next\""),
+        "the next page keeps the filters"
+    );
+    assert_eq!(names(blue.json().await.unwrap()), ["alpha-1"]);
+    let all = app.get("/agents?limit=3").send().await.unwrap();
+    let cursor_all = all.headers()["x-next-cursor"].to_str().unwrap().to_owned();
+    assert_eq!(
+        all.headers()["link"].to_str().unwrap(),
+        format!("</agents?limit=3&cursor={cursor_all}>; rel=\"next\"")
+    );
+    assert_eq!(all.json::<Value>().await.unwrap().as_array().unwrap().len(), 3);
+    let second = app
+        .get(&format!("/agents?limit=3&cursor={cursor_all}"))
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
-    assert_eq!(second["data"].as_array().unwrap().len(), 1);
-    assert!(second["next_cursor"].is_null());
+    assert!(second.headers().get("link").is_none(), "the last page has no next");
+    assert!(second.headers().get("x-next-cursor").is_none());
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(second.as_array().unwrap().len(), 1);
 }
 
 async fn paging_visits_each_agent_once_while_others_are_created(db: TestDb) {
@@ -423,18 +477,23 @@ async fn paging_visits_each_agent_once_while_others_are_created(db: TestDb) {
         })
     };
     let mut seen = Vec::new();
+    // Follows the `Link` header, as a generic client would.
     let mut path = "/agents?limit=7".to_owned();
     loop {
-        let page: Value = app.get(&path).send().await.unwrap().json().await.unwrap();
+        let response = app.get(&path).send().await.unwrap();
+        let next = response.headers().get("link").map(|link| {
+            let link = link.to_str().unwrap();
+            link[1..link.find('>').unwrap()].to_owned()
+        });
+        let page: Value = response.json().await.unwrap();
         seen.extend(
-            page["data"]
-                .as_array()
+            page.as_array()
                 .unwrap()
                 .iter()
                 .map(|a| a["id"].as_str().unwrap().to_owned()),
         );
-        match page["next_cursor"].as_str() {
-            Some(cursor) => path = format!("/agents?limit=7&cursor={cursor}"),
+        match next {
+            Some(next) => path = next,
             None => break,
         }
     }
@@ -485,7 +544,7 @@ async fn unknown_and_foreign_agents_are_404(db: TestDb) {
         .json()
         .await
         .unwrap();
-    assert!(listed["data"].as_array().unwrap().is_empty());
+    assert!(listed.as_array().unwrap().is_empty());
     let agent: Value = app
         .get(&format!("/agents/{id}"))
         .send()
@@ -571,7 +630,7 @@ async fn per_agent_scopes_reach_one_agent_only(db: TestDb) {
         .json()
         .await
         .unwrap();
-    let ids: Vec<&str> = listed["data"]
+    let ids: Vec<&str> = listed
         .as_array()
         .unwrap()
         .iter()

@@ -571,7 +571,7 @@ async fn an_agent_key_reaches_only_its_agent(db: TestDb) {
     )
     .await;
     let listed = expect_json(&app, Method::GET, "/agents", &key, None, 200).await;
-    let ids: Vec<&str> = listed["data"]
+    let ids: Vec<&str> = listed
         .as_array()
         .unwrap()
         .iter()
