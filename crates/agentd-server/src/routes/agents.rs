@@ -10,9 +10,9 @@ use agentd_core::agent::{
 use agentd_core::{AgentId, ErrorCode};
 use agentd_runtime::{AgentFilter, PageRequest, RegistryService, SpecPatch};
 
-use axum::extract::{RawQuery, State};
-use axum::http::header::{ETAG, IF_MATCH, LINK};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::extract::{OriginalUri, State};
+use axum::http::header::{ETAG, IF_MATCH};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -25,6 +25,7 @@ use utoipa_axum::routes;
 use crate::audit::AuditEvent;
 use crate::auth::{scopes, Auth};
 use crate::extract::{Json, Path, Query};
+use crate::listing::array_page;
 use crate::problem::ApiError;
 use crate::state::AppState;
 
@@ -248,7 +249,10 @@ impl<'de> Deserialize<'de> for ToolsInput {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a list of tools or an object with a `tools` list")
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<ToolsInput, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<ToolsInput, A::Error> {
                 let deserializer = serde::de::value::SeqAccessDeserializer::new(seq);
                 Vec::<ToolBody>::deserialize(deserializer).map(ToolsInput::List)
             }
@@ -712,7 +716,7 @@ async fn create_agent(
 async fn list_agents(
     auth: Auth<scopes::AgentsList>,
     State(registry): State<Arc<RegistryService>>,
-    RawQuery(raw_query): RawQuery,
+    OriginalUri(uri): OriginalUri,
     Query(query): Query<ListAgentsQuery>,
 ) -> Result<Response, ApiError> {
     let page = PageRequest::parse(query.limit, query.cursor.as_deref())?;
@@ -732,31 +736,7 @@ async fn list_agents(
         .list(auth.principal.tenant_id, &filter, page)
         .await?;
     let agents: Vec<AgentView> = page.items.into_iter().map(AgentView::from).collect();
-    let mut response = axum::Json(agents).into_response();
-    if let Some(cursor) = page.next_cursor {
-        let link = next_link("/agents", raw_query.as_deref(), &cursor);
-        let headers = response.headers_mut();
-        if let (Ok(link), Ok(cursor)) = (HeaderValue::from_str(&link), HeaderValue::from_str(&cursor)) {
-            headers.insert(LINK, link);
-            headers.insert(NEXT_CURSOR.clone(), cursor);
-        }
-    }
-    Ok(response)
-}
-
-/// `X-Next-Cursor`: the cursor of a list's next page, beside its `Link`.
-static NEXT_CURSOR: HeaderName = HeaderName::from_static("x-next-cursor");
-
-/// The `Link` value to a list's next page: the same query with `cursor` replaced.
-fn next_link(path: &str, query: Option<&str>, cursor: &str) -> String {
-    let mut next = form_urlencoded::Serializer::new(String::new());
-    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        if name != "cursor" {
-            next.append_pair(&name, &value);
-        }
-    }
-    next.append_pair("cursor", cursor);
-    format!("<{path}?{}>; rel=\"next\"", next.finish())
+    Ok(array_page(agents, page.next_cursor, &uri))
 }
 
 /// One agent.

@@ -8,8 +8,9 @@ use agentd_core::{ErrorCode, RunId};
 use agentd_runtime::sessions::{NewSession, SessionPatch};
 use agentd_runtime::{PageRequest, SessionFilter, SessionService};
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -18,9 +19,10 @@ use utoipa_axum::routes;
 
 use crate::auth::{scopes, Auth};
 use crate::extract::{parse_json, Json, Path, Query};
+use crate::listing::array_page;
 use crate::problem::ApiError;
 use crate::routes::agent_history::PageQuery;
-use crate::routes::runs::{RunList, RunView};
+use crate::routes::runs::RunView;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -398,29 +400,32 @@ async fn delete_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The session's runs, oldest first.
+/// The session's runs, oldest first, as a JSON array (AgentOS's shape); the next page is in the
+/// `Link` header (`rel="next"`) and its cursor in `X-Next-Cursor`, both absent on the last page.
 #[utoipa::path(
     get,
     path = "/sessions/{session_id}/runs",
     tag = "sessions",
     params(SessionPath, PageQuery),
     security(("bearer" = ["sessions:read"])),
-    responses((status = 200, body = RunList))
+    responses((status = 200, body = Vec<RunView>, headers(
+        ("Link" = String, description = "`<…&cursor=…>; rel=\"next\"` while more pages follow"),
+        ("X-Next-Cursor" = String, description = "The `cursor` of the next page, while more pages follow"),
+    )))
 )]
 async fn list_session_runs(
     auth: Auth<scopes::SessionsRead>,
     State(sessions): State<Arc<SessionService>>,
+    OriginalUri(uri): OriginalUri,
     Path(path): Path<SessionPath>,
     Query(page): Query<PageQuery>,
-) -> Result<axum::Json<RunList>, ApiError> {
+) -> Result<Response, ApiError> {
     let page = PageRequest::parse(page.limit, page.cursor.as_deref())?;
     let listed = sessions
         .runs(auth.principal.tenant_id, &path.session_id, page)
         .await?;
-    Ok(axum::Json(RunList {
-        data: listed.items.into_iter().map(RunView::from).collect(),
-        next_cursor: listed.next_cursor,
-    }))
+    let runs: Vec<RunView> = listed.items.into_iter().map(RunView::from).collect();
+    Ok(array_page(runs, listed.next_cursor, &uri))
 }
 
 /// One run of the session.

@@ -156,9 +156,15 @@ async fn bad_specs_name_the_field(db: TestDb) {
         (json!({"name": "a", "kind": "remote"}), "agent_url"),
         (json!({"name": "a", "agent_url": "ftp://x"}), "agent_url"),
         (json!({"name": "a", "model": "openai/"}), "model"),
-        (json!({"name": "a", "model": {"provider": "openai"}}), "model"),
+        (
+            json!({"name": "a", "model": {"provider": "openai"}}),
+            "model",
+        ),
         (json!({"name": "a", "model": 7}), "model"),
-        (json!({"name": "a", "tools": {"tool_choice": "auto"}}), "tools.tools"),
+        (
+            json!({"name": "a", "tools": {"tool_choice": "auto"}}),
+            "tools.tools",
+        ),
         (
             json!({"name": "a", "tools": {"tools": [{"description": "no name"}]}}),
             "tools.tools[0].name",
@@ -402,10 +408,7 @@ async fn lists_filter_and_page(db: TestDb) {
     );
     assert_eq!(names(get("/agents?team_id=t1&tag=red").await), ["beta-1"]);
     assert_eq!(names(get("/agents?owner=bob").await), ["alpha-2"]);
-    assert_eq!(
-        get("/agents?status=paused").await[0]["id"],
-        paused.as_str()
-    );
+    assert_eq!(get("/agents?status=paused").await[0]["id"], paused.as_str());
     assert_eq!(
         names(get("/agents?health=unknown&name_prefix=beta").await),
         ["beta-1"]
@@ -435,13 +438,19 @@ async fn lists_filter_and_page(db: TestDb) {
         all.headers()["link"].to_str().unwrap(),
         format!("</agents?limit=3&cursor={cursor_all}>; rel=\"next\"")
     );
-    assert_eq!(all.json::<Value>().await.unwrap().as_array().unwrap().len(), 3);
+    assert_eq!(
+        all.json::<Value>().await.unwrap().as_array().unwrap().len(),
+        3
+    );
     let second = app
         .get(&format!("/agents?limit=3&cursor={cursor_all}"))
         .send()
         .await
         .unwrap();
-    assert!(second.headers().get("link").is_none(), "the last page has no next");
+    assert!(
+        second.headers().get("link").is_none(),
+        "the last page has no next"
+    );
     assert!(second.headers().get("x-next-cursor").is_none());
     let second: Value = second.json().await.unwrap();
     assert_eq!(second.as_array().unwrap().len(), 1);

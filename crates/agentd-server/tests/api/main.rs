@@ -1,6 +1,7 @@
 //! Black-box API tests: a real server on a random port over a fresh database, on SQLite and
 //! PostgreSQL, driven over HTTP.
 
+mod agentos_client;
 mod agents;
 mod audit;
 mod capabilities;

@@ -179,7 +179,7 @@ async fn sessions_story(db: TestDb) {
 
     // The session's runs.
     let runs: Value = app.get_json("/sessions/auto-1/runs").await;
-    assert_eq!(runs["data"][0]["run_id"], run_id);
+    assert_eq!(runs[0]["run_id"], run_id, "AgentOS's bare array");
     let one: Value = app
         .get_json(&format!("/sessions/auto-1/runs/{run_id}"))
         .await;

@@ -1,0 +1,149 @@
+//! agno's own AgentOS client (`agno.client.AgentOSClient`, pinned, [`python::AGNO_CLIENT`]) against the
+//! AgentOS face: `tests/python/agentos_client.py` lists and reads agents, runs one with and without a
+//! stream, and lists the sessions and a session's runs, and reports what the client parsed. agno
+//! validates every answer with its own pydantic models, so a field agentd shapes differently from
+//! AgentOS fails the script.
+//!
+//! Without Python, its `venv` module or the package index the test is skipped with a note, except under
+//! `CI=true` (see [`python::venv`]).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agentd_models::{ProviderConfig, ProviderKind};
+use agentd_runtime::Config;
+use agentd_testkit::{
+    backend_tests, python, spawn_app_with, Reply, ScriptedModel, TestApp, TestDb,
+};
+use serde_json::{json, Value};
+
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/agentos_client.py")
+}
+
+async fn run_client(python: &Path, app: &TestApp, params: &Value, scenarios: &[&str]) -> Value {
+    let mut command = tokio::process::Command::new(python);
+    command
+        .arg(script())
+        .args(scenarios)
+        .env("BASE_URL", app.url(""))
+        .env("API_KEY", &app.admin_key)
+        .env("PARAMS", params.to_string())
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(SCRIPT_TIMEOUT, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("the agno script ran over {SCRIPT_TIMEOUT:?}"))
+        .expect("the agno script starts");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the agno script failed ({}) running {scenarios:?}:\n{stderr}\nstdout: {stdout}",
+        output.status
+    );
+    let line = stdout.lines().last().unwrap_or_default();
+    let report: Value = serde_json::from_str(line).unwrap_or_else(|error| {
+        panic!("the agno script printed no JSON ({error}): {stdout}\n{stderr}")
+    });
+    eprintln!("agno reported: {report:#}");
+    report
+}
+
+async fn agno_client_reads_agents_and_runs_them(db: TestDb) {
+    let Some(python) = python::venv(python::AGNO_CLIENT) else {
+        return;
+    };
+    let model = ScriptedModel::start().await;
+    let mut config = Config::default();
+    config.providers.insert(
+        "scripted".to_owned(),
+        ProviderConfig {
+            kind: ProviderKind::Openai,
+            base_url: format!("{}/v1", model.url()),
+            api_key_env: None,
+            path: None,
+            connect_timeout_secs: 2,
+            read_timeout_secs: 5,
+            max_retries: 0,
+            models: vec!["gpt-test".to_owned()],
+        },
+    );
+    let app = spawn_app_with(db, config).await;
+    let agent = app
+        .create_agent_id(&json!({
+            "name": "greeter",
+            "description": "Greets people.",
+            "model": "scripted/gpt-test",
+            "instructions": "Greet briefly.",
+            "tools": [{"name": "lookup", "client_side": true}],
+        }))
+        .await;
+    model.push(Reply::text("Hello there").usage(12, 3));
+    model.push(Reply::text("Hi, streamed").usage(8, 2));
+
+    let params = json!({"agent_id": agent, "user_id": "ada"});
+    let report = run_client(
+        &python,
+        &app,
+        &params,
+        &["list_agents", "get_agent", "run", "stream", "sessions"],
+    )
+    .await;
+
+    let model_object =
+        json!({"id": "scripted/gpt-test", "provider": "scripted", "model": "gpt-test"});
+    assert_eq!(
+        report["agents"],
+        json!([{"id": agent, "name": "greeter", "description": "Greets people.",
+                "model": {"id": "scripted/gpt-test", "provider": "scripted"}}]),
+        "list_agents parses AgentOS's summary list"
+    );
+    assert_eq!(report["agent"]["id"], agent);
+    assert_eq!(report["agent"]["name"], "greeter");
+    let mut detail_model = model_object.clone();
+    detail_model.as_object_mut().unwrap().remove("id");
+    assert_eq!(
+        report["agent"]["model"], detail_model,
+        "AgentResponse's ModelResponse"
+    );
+    assert_eq!(report["agent"]["tools"]["tools"][0]["name"], "lookup");
+
+    let run = &report["run"];
+    assert_eq!(run["content"], "Hello there");
+    assert_eq!(run["agent_id"], agent);
+    assert_eq!(run["status"], "COMPLETED");
+    assert_eq!(run["input_tokens"], 12);
+    assert_eq!(run["output_tokens"], 3);
+
+    let stream = &report["stream"];
+    assert_eq!(stream["content"], "Hi, streamed");
+    assert_eq!(
+        stream["session_id"], run["session_id"],
+        "the stream continued the session"
+    );
+    let events: Vec<&str> = stream["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(events.first(), Some(&"RunStartedEvent"), "{events:?}");
+    assert_eq!(events.last(), Some(&"RunCompletedEvent"), "{events:?}");
+    assert!(events.contains(&"RunContentEvent"), "{events:?}");
+
+    assert_eq!(
+        report["sessions"],
+        json!([{"session_id": run["session_id"], "agent_id": agent, "user_id": "ada"}])
+    );
+    let runs: Vec<&Value> = report["session_runs"].as_array().unwrap().iter().collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[0]["content"], "Hello there");
+    assert_eq!(runs[1]["content"], "Hi, streamed");
+}
+
+backend_tests!(agno_client_reads_agents_and_runs_them);

@@ -1,0 +1,114 @@
+"""Drives agentd's AgentOS face with agno's own AgentOSClient and prints what it saw as one JSON line.
+
+Environment: BASE_URL (the server), API_KEY (a bearer key), PARAMS (JSON: agent_id, user_id).
+Arguments: the scenarios to run, in order. Each scenario records what the client parsed; a client
+exception (a pydantic validation error on a field agentd shapes differently, an HTTP error) fails the
+script, so the Rust side sees it with its traceback.
+"""
+
+import asyncio
+import json
+import os
+import sys
+
+from agno.client import AgentOSClient
+
+BASE_URL = os.environ["BASE_URL"]
+HEADERS = {"Authorization": f"Bearer {os.environ['API_KEY']}"}
+PARAMS = json.loads(os.environ.get("PARAMS", "{}"))
+
+
+def model_of(model):
+    return None if model is None else model.model_dump(exclude_none=True)
+
+
+async def list_agents(client, report):
+    agents = await client.list_agents(headers=HEADERS)
+    report["agents"] = [
+        {"id": a.id, "name": a.name, "description": a.description, "model": model_of(a.model)}
+        for a in agents
+    ]
+
+
+async def get_agent(client, report):
+    agent = await client.aget_agent(PARAMS["agent_id"], headers=HEADERS)
+    report["agent"] = {
+        "id": agent.id,
+        "name": agent.name,
+        "description": agent.description,
+        "model": model_of(agent.model),
+        "tools": agent.tools,
+    }
+
+
+async def run(client, report):
+    output = await client.run_agent(
+        PARAMS["agent_id"], "Say hello.", user_id=PARAMS.get("user_id"), headers=HEADERS
+    )
+    report["run"] = {
+        "run_id": output.run_id,
+        "session_id": output.session_id,
+        "agent_id": output.agent_id,
+        "content": output.content,
+        "status": str(getattr(output.status, "value", output.status)),
+        "input_tokens": output.metrics.input_tokens if output.metrics else None,
+        "output_tokens": output.metrics.output_tokens if output.metrics else None,
+    }
+
+
+async def stream(client, report):
+    events = []
+    content = ""
+    run_id = session_id = None
+    async for event in client.run_agent_stream(
+        PARAMS["agent_id"],
+        "Stream a greeting.",
+        session_id=report.get("run", {}).get("session_id"),
+        user_id=PARAMS.get("user_id"),
+        headers=HEADERS,
+    ):
+        events.append(type(event).__name__)
+        if type(event).__name__ == "RunContentEvent" and event.content:
+            content += event.content
+        run_id = run_id or getattr(event, "run_id", None)
+        session_id = session_id or getattr(event, "session_id", None)
+    report["stream"] = {
+        "events": events,
+        "content": content,
+        "run_id": run_id,
+        "session_id": session_id,
+    }
+
+
+async def sessions(client, report):
+    page = await client.get_sessions(user_id=PARAMS.get("user_id"), headers=HEADERS)
+    report["sessions"] = [
+        {"session_id": s.session_id, "agent_id": s.agent_id, "user_id": s.user_id}
+        for s in page.data
+    ]
+    report["sessions_meta"] = page.meta.model_dump()
+    session_id = report["run"]["session_id"]
+    runs = await client.get_session_runs(session_id, headers=HEADERS)
+    report["session_runs"] = [
+        {"run_id": r.run_id, "content": r.content} for r in runs
+    ]
+
+
+SCENARIOS = {
+    "list_agents": list_agents,
+    "get_agent": get_agent,
+    "run": run,
+    "stream": stream,
+    "sessions": sessions,
+}
+
+
+async def main():
+    client = AgentOSClient(base_url=BASE_URL, timeout=20.0)
+    report = {}
+    for name in sys.argv[1:]:
+        await SCENARIOS[name](client, report)
+    print(json.dumps(report, default=str))
+
+
+asyncio.run(main())
