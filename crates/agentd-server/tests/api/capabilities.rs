@@ -139,7 +139,7 @@ async fn capabilities_are_added_changed_and_endorsed(db: TestDb) {
         .json()
         .await
         .unwrap();
-    let ids: Vec<&str> = found["data"]
+    let ids: Vec<&str> = found
         .as_array()
         .unwrap()
         .iter()
@@ -154,7 +154,7 @@ async fn capabilities_are_added_changed_and_endorsed(db: TestDb) {
         .json()
         .await
         .unwrap();
-    assert_eq!(found["data"].as_array().unwrap().len(), 1);
+    assert_eq!(found.as_array().unwrap().len(), 1);
     assert!(!found.to_string().contains(&other));
 
     let events: Value = app

@@ -1,7 +1,9 @@
 //! The agent lifecycle state machine, action by action and status by status, and its event log.
 
-use agentd_testkit::{backend_tests, spawn_app, TestDb};
-use serde_json::Value;
+use std::time::Duration;
+
+use agentd_testkit::{backend_tests, spawn_app, spawn_app_with_model, Reply, TestApp, TestDb};
+use serde_json::{json, Value};
 
 use crate::agents::{agent_in, post, put_status};
 use crate::assert_problem;
@@ -160,8 +162,146 @@ async fn transitions_are_recorded_as_events(db: TestDb) {
     );
 }
 
+async fn status_of(app: &TestApp, id: &str) -> String {
+    app.get_json(&format!("/agents/{id}")).await["status"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Waits until the agent shows `status` (a run's last write lands just after its stream ends).
+async fn wait_for_status(app: &TestApp, id: &str, status: &str) {
+    for _ in 0..100 {
+        if status_of(app, id).await == status {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "the agent stayed {} instead of {status}",
+        status_of(app, id).await
+    );
+}
+
+/// `idle ⇄ busy` follows the agent's runs by itself: busy while one runs, idle when none does (a
+/// paused run is not running); each change is an agent event caused by the run's key. An operator's
+/// status (here `paused`) is not overridden by a run that ends.
+async fn busy_while_a_run_runs(db: TestDb) {
+    let (app, model) = spawn_app_with_model(db).await;
+    let id = app
+        .create_agent_id(&json!({"name": "worker", "model": "scripted/gpt-test",
+                                 "tools": [{"name": "ask", "client_side": true}]}))
+        .await;
+    assert_eq!(status_of(&app, &id).await, "idle");
+
+    // Two runs at once: busy until the second has finished too.
+    model.push(Reply::text(&"slow ".repeat(20)).token_delay(Duration::from_millis(20)));
+    model.push(Reply::text(&"slower ".repeat(40)).token_delay(Duration::from_millis(20)));
+    let start = |n: usize| {
+        let app = &app;
+        let id = &id;
+        async move {
+            app.post_form(
+                &format!("/agents/{id}/runs"),
+                &[
+                    ("message", &format!("run {n}")),
+                    ("stream", "false"),
+                    ("background", "true"),
+                ],
+            )
+            .await
+        }
+    };
+    assert_eq!(start(1).await.status(), 202);
+    assert_eq!(start(2).await.status(), 202);
+    assert_eq!(status_of(&app, &id).await, "busy");
+    wait_for_status(&app, &id, "idle").await;
+    let runs: Value = app.get_json(&format!("/agents/{id}/runs")).await;
+    assert!(
+        runs["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "COMPLETED"),
+        "idle only once both runs are done: {runs}"
+    );
+
+    // A run paused for a client tool leaves the agent idle.
+    model.push(Reply::tool_call("call_1", "ask", "{}"));
+    let paused = app
+        .post_form(
+            &format!("/agents/{id}/runs"),
+            &[("message", "ask"), ("stream", "false")],
+        )
+        .await;
+    let paused: Value = paused.json().await.unwrap();
+    assert_eq!(paused["status"], "PAUSED", "{paused}");
+    assert_eq!(status_of(&app, &id).await, "idle");
+
+    // Paused by its operator during a run: the run's end does not make it idle.
+    model.push(Reply::text(&"long ".repeat(30)).token_delay(Duration::from_millis(20)));
+    assert_eq!(start(3).await.status(), 202);
+    assert_eq!(status_of(&app, &id).await, "busy");
+    assert_eq!(
+        post(&app, &format!("/agents/{id}/pause")).await.status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let runs: Value = app.get_json(&format!("/agents/{id}/runs")).await;
+    assert!(
+        runs["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] != "RUNNING"),
+        "the third run has ended: {runs}"
+    );
+    assert_eq!(status_of(&app, &id).await, "paused");
+
+    let events: Value = app
+        .get_json(&format!("/agents/{id}/events?limit=100"))
+        .await;
+    let moves: Vec<(&str, &str, &str)> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "status_changed")
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["from_status"].as_str().unwrap(),
+                e["to_status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            ("ready", "initializing", "idle"),
+            ("run started", "idle", "busy"),
+            ("no run running", "busy", "idle"),
+            ("run started", "idle", "busy"),
+            ("no run running", "busy", "idle"),
+            ("run started", "idle", "busy"),
+            ("pause", "busy", "paused"),
+        ]
+    );
+    let started = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "run started")
+        .unwrap();
+    assert!(
+        started["actor"].as_str().unwrap().starts_with("key:"),
+        "{started}"
+    );
+    assert!(started["detail"]["run_id"].is_string(), "{started}");
+}
+
 backend_tests!(
     every_lifecycle_action_follows_the_state_machine,
     every_status_change_follows_the_state_machine,
     transitions_are_recorded_as_events,
+    busy_while_a_run_runs,
 );

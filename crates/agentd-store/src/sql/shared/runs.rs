@@ -128,6 +128,55 @@ async fn insert_run_events(
     Ok(())
 }
 
+/// Keeps the agent's `idle ⇄ busy` in step with its runs, inside the transaction that wrote one of
+/// them: `busy` while any of its runs is pending or running, `idle` once none is. Any other status
+/// (`paused`, `stopped`, `initializing`…) is the operator's and is left alone. A change is appended to
+/// the agent's events, caused by the run's key (or `system`).
+///
+/// One statement decides and applies: it only touches a row whose status is the wrong one of the two.
+/// On PostgreSQL a run committed by another node while this statement runs can be missed, leaving
+/// the agent `idle` during that run until its next save; the agent never stays `busy` with no runs.
+async fn settle_agent_status(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    run: &Run,
+) -> Result<(), StoreError> {
+    let settled: Option<String> = sqlx::query_scalar(
+        "UPDATE agents SET status = CASE status WHEN 'idle' THEN 'busy' ELSE 'idle' END \
+         WHERE tenant_id = $1 AND id = $2 AND status = CASE WHEN EXISTS (\
+             SELECT 1 FROM runs WHERE tenant_id = $1 AND agent_id = $2 \
+             AND status IN ('pending', 'running')) THEN 'idle' ELSE 'busy' END \
+         RETURNING status",
+    )
+    .bind(run.tenant_id.to_string())
+    .bind(run.agent_id.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(settled) = settled else {
+        return Ok(());
+    };
+    let to: AgentStatus = parse_column("agents", "status", &settled)?;
+    let (from, action) = match to {
+        AgentStatus::Busy => (AgentStatus::Idle, "run started"),
+        _ => (AgentStatus::Busy, "no run running"),
+    };
+    let event = AgentEvent {
+        id: EventId::new(),
+        tenant_id: run.tenant_id,
+        agent_id: run.agent_id,
+        kind: agentd_core::agent::AgentEventKind::StatusChanged,
+        action: action.to_owned(),
+        from_status: Some(from),
+        to_status: Some(to),
+        actor: run.key_id.map_or_else(
+            || agentd_core::audit::SYSTEM.to_owned(),
+            |key| format!("key:{key}"),
+        ),
+        detail: serde_json::json!({"run_id": run.id.to_string(), "run_status": run.status.as_str()}),
+        created_at: run.updated_at,
+    };
+    super::agents::insert_events(tx, std::slice::from_ref(&event)).await
+}
+
 fn select_runs() -> String {
     format!("SELECT {MUTABLE_COLUMNS}, {FIXED_COLUMNS} FROM runs")
 }
@@ -157,6 +206,7 @@ impl RunStore for SqlStore {
             .execute(&mut *tx)
             .await?;
         insert_run_events(&mut tx, run, events).await?;
+        settle_agent_status(&mut tx, run).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -208,6 +258,7 @@ impl RunStore for SqlStore {
             });
         }
         insert_run_events(&mut tx, run, events).await?;
+        settle_agent_status(&mut tx, run).await?;
         tx.commit().await?;
         Ok(Update::Applied)
     }
