@@ -1115,6 +1115,63 @@ async fn runs_save_by_compare_and_set_and_keep_their_event_logs(db: TestDb) {
     let other = tenant("usage-empty");
     store.create_tenant(&other).await.unwrap();
     assert!(store.tenant_usage(other.id).await.unwrap().is_empty());
+
+    // A run is counted in its agent's figures once, when a save finishes it; saving it again does
+    // not count it twice, and deleting its session later keeps it counted.
+    let agent_z = AgentId::new();
+    let s3 = SessionId::parse("s3").unwrap();
+    let mut z = run(&t, agent_z, &s3, RunStatus::Running);
+    z.last_seq = 1;
+    store.insert_run(&z, &[started(&z, 1)]).await.unwrap();
+    assert_eq!(
+        store.agent_run_stats(t.id, agent_z).await.unwrap(),
+        RunStats::default(),
+        "a running run is not counted"
+    );
+    let mut done = z.clone();
+    done.status = RunStatus::Error;
+    done.metrics.duration = 2.0;
+    done.metrics.input_tokens = 9;
+    done.last_seq = 2;
+    let ended = run_event(
+        &done,
+        2,
+        RunEventData::RunContent {
+            content: "x".to_owned(),
+        },
+    );
+    assert_eq!(
+        store.save_run(&done, 1, &[ended]).await.unwrap(),
+        Update::Applied
+    );
+    let counted = RunStats {
+        total: 1,
+        errored: 1,
+        average_duration: 2.0,
+        input_tokens: 9,
+        ..RunStats::default()
+    };
+    assert_eq!(store.agent_run_stats(t.id, agent_z).await.unwrap(), counted);
+    let mut again = done.clone();
+    again.last_seq = 3;
+    let later = run_event(
+        &again,
+        3,
+        RunEventData::RunContent {
+            content: "y".to_owned(),
+        },
+    );
+    assert_eq!(
+        store.save_run(&again, 2, &[later]).await.unwrap(),
+        Update::Applied
+    );
+    assert_eq!(store.agent_run_stats(t.id, agent_z).await.unwrap(), counted);
+    store.delete_sessions(t.id, &[s3]).await.unwrap();
+    assert_eq!(
+        store.agent_run_stats(t.id, agent_z).await.unwrap(),
+        counted,
+        "the figures are the agent's history"
+    );
 }
 
 async fn sessions_runs_and_events_stay_in_their_tenant(db: TestDb) {

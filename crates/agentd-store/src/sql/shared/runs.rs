@@ -177,6 +177,41 @@ async fn settle_agent_status(
     super::agents::insert_events(tx, std::slice::from_ref(&event)).await
 }
 
+/// Adds a run that has just finished to its agent's totals (what `agent_run_stats` reads).
+async fn count_finished_run(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    run: &Run,
+) -> Result<(), StoreError> {
+    let (completed, errored, cancelled) = match run.status {
+        RunStatus::Completed => (1_i64, 0_i64, 0_i64),
+        RunStatus::Error => (0, 1, 0),
+        RunStatus::Cancelled => (0, 0, 1),
+        _ => return Ok(()),
+    };
+    sqlx::query(
+        "INSERT INTO agent_run_totals (tenant_id, agent_id, completed, errored, cancelled, \
+         duration, input_tokens, output_tokens) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (tenant_id, agent_id) DO UPDATE SET \
+         completed = agent_run_totals.completed + excluded.completed, \
+         errored = agent_run_totals.errored + excluded.errored, \
+         cancelled = agent_run_totals.cancelled + excluded.cancelled, \
+         duration = agent_run_totals.duration + excluded.duration, \
+         input_tokens = agent_run_totals.input_tokens + excluded.input_tokens, \
+         output_tokens = agent_run_totals.output_tokens + excluded.output_tokens",
+    )
+    .bind(run.tenant_id.to_string())
+    .bind(run.agent_id.to_string())
+    .bind(completed)
+    .bind(errored)
+    .bind(cancelled)
+    .bind(run.metrics.duration)
+    .bind(db_integer(run.metrics.input_tokens))
+    .bind(db_integer(run.metrics.output_tokens))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 fn select_runs() -> String {
     format!("SELECT {MUTABLE_COLUMNS}, {FIXED_COLUMNS} FROM runs")
 }
@@ -206,6 +241,7 @@ impl RunStore for SqlStore {
             .execute(&mut *tx)
             .await?;
         insert_run_events(&mut tx, run, events).await?;
+        count_finished_run(&mut tx, run).await?;
         settle_agent_status(&mut tx, run).await?;
         tx.commit().await?;
         Ok(())
@@ -228,6 +264,20 @@ impl RunStore for SqlStore {
         events: &[RunEvent],
     ) -> Result<Update, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // Whether this save finishes the run, so it is counted in the agent's totals once.
+        let finishes = run.status.is_terminal()
+            && sqlx::query_scalar::<_, String>(
+                "SELECT status FROM runs WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(run.tenant_id.to_string())
+            .bind(run.id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some_and(|stored| {
+                stored
+                    .parse::<RunStatus>()
+                    .is_ok_and(|stored| !stored.is_terminal())
+            });
         let updated = bind_mutable(
             sqlx::query(
                 "UPDATE runs SET status = $1, node = $2, last_seq = $3, content = $4, model = $5, \
@@ -258,6 +308,9 @@ impl RunStore for SqlStore {
             });
         }
         insert_run_events(&mut tx, run, events).await?;
+        if finishes {
+            count_finished_run(&mut tx, run).await?;
+        }
         settle_agent_status(&mut tx, run).await?;
         tx.commit().await?;
         Ok(Update::Applied)
@@ -397,44 +450,32 @@ impl RunStore for SqlStore {
         tenant: TenantId,
         agent: AgentId,
     ) -> Result<RunStats, StoreError> {
-        const TABLE: &str = "runs";
-        // PostgreSQL sums BIGINTs as NUMERIC: the casts bring the sums back to BIGINT on both backends.
-        let sql = format!(
-            "SELECT status, COUNT(*) AS runs, SUM(duration) AS duration, \
-             CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, \
-             CAST(SUM(output_tokens) AS BIGINT) AS output_tokens \
-             FROM runs WHERE tenant_id = $1 AND agent_id = $2 AND status IN {FINISHED} \
-             GROUP BY status"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(tenant.to_string())
-            .bind(agent.to_string())
-            .fetch_all(&self.pool)
-            .await?;
-        let mut stats = RunStats::default();
-        let mut total_duration = 0.0;
-        for row in &rows {
-            let runs: u64 = integer_column(TABLE, "runs", row.try_get("runs")?)?;
-            match parse_column(TABLE, "status", &row.try_get::<String, _>("status")?)? {
-                RunStatus::Completed => stats.completed += runs,
-                RunStatus::Error => stats.errored += runs,
-                RunStatus::Cancelled => stats.cancelled += runs,
-                other => {
-                    return Err(StoreError::Corrupt {
-                        table: TABLE,
-                        reason: format!("unfinished status `{other}` among finished runs"),
-                    })
-                }
-            }
-            stats.total += runs;
-            total_duration += row.try_get::<f64, _>("duration")?;
-            stats.input_tokens +=
-                integer_column::<u64>(TABLE, "input_tokens", row.try_get("input_tokens")?)?;
-            stats.output_tokens +=
-                integer_column::<u64>(TABLE, "output_tokens", row.try_get("output_tokens")?)?;
-        }
+        const TABLE: &str = "agent_run_totals";
+        let row = sqlx::query(
+            "SELECT completed, errored, cancelled, duration, input_tokens, output_tokens \
+             FROM agent_run_totals WHERE tenant_id = $1 AND agent_id = $2",
+        )
+        .bind(tenant.to_string())
+        .bind(agent.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(RunStats::default());
+        };
+        let count = |column: &str| -> Result<u64, StoreError> {
+            integer_column(TABLE, column, row.try_get(column)?)
+        };
+        let mut stats = RunStats {
+            completed: count("completed")?,
+            errored: count("errored")?,
+            cancelled: count("cancelled")?,
+            input_tokens: count("input_tokens")?,
+            output_tokens: count("output_tokens")?,
+            ..RunStats::default()
+        };
+        stats.total = stats.completed + stats.errored + stats.cancelled;
         if stats.total > 0 {
-            stats.average_duration = total_duration / stats.total as f64;
+            stats.average_duration = row.try_get::<f64, _>("duration")? / stats.total as f64;
         }
         Ok(stats)
     }
