@@ -16,6 +16,9 @@ pub struct RegistryArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Agents `get_hot` reads over and over (the few an application keeps asking for).
+    #[arg(long, default_value_t = 1_000)]
+    hot: usize,
     /// Agents created one at a time while the last phase lists every agent page by page.
     #[arg(long, default_value_t = 2_000)]
     late: usize,
@@ -83,6 +86,23 @@ async fn run(args: &RegistryArgs, backend: &str, database_url: &str) -> anyhow::
     )
     .await?;
     got.report("registry", backend, "get", json!({"agents": ids.len()}));
+
+    let hot = args.hot.clamp(1, ids.len());
+    let (got_hot, _) = measure(
+        &server,
+        args.ops,
+        args.concurrency,
+        200,
+        |n| server.client.get(format!("{agents_url}/{}", ids[n % hot])),
+        no_body,
+    )
+    .await?;
+    got_hot.report(
+        "registry",
+        backend,
+        "get_hot",
+        json!({"agents": ids.len(), "hot": hot}),
+    );
 
     let (listed, _) = measure(
         &server,

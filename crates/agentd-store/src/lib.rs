@@ -28,6 +28,7 @@ use agentd_core::{
 use agentd_core::{Email, Role, User, UserId};
 use async_trait::async_trait;
 
+mod agent_cache;
 pub mod sql;
 
 /// Which database a store runs on.

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use agentd_testkit::{backend_tests, spawn_app, TestApp, TestDb};
+use agentd_testkit::{backend_tests, spawn_app, Reply, TestApp, TestDb};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -688,3 +688,78 @@ backend_tests!(
     paging_visits_each_agent_once_while_others_are_created,
     unknown_and_foreign_agents_are_404,
 );
+
+/// Each node serves `GET /agents/{id}` from memory; a change made on another node (a new version, a
+/// lifecycle move, a finished run's figures) must show there at once. PostgreSQL only: several nodes
+/// share a PostgreSQL database, while a SQLite file belongs to one server.
+#[tokio::test]
+async fn changes_on_one_node_show_on_another() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let (first, model) = agentd_testkit::spawn_app_with_model(db).await;
+    let second = first.another_node().await;
+    let id = first
+        .create_agent_id(&json!({"name": "shared", "model": "scripted/gpt-test"}))
+        .await;
+    let path = format!("/agents/{id}");
+    // Both nodes have read (and so cached) the agent.
+    assert_eq!(second.get_json(&path).await["version"], 1);
+    assert_eq!(first.get_json(&path).await["version"], 1);
+
+    /// Reads on `app` until `check` holds (the announcement crosses in milliseconds), or fails.
+    async fn eventually(app: &TestApp, path: &str, check: impl Fn(&Value) -> bool, what: &str) {
+        let started = std::time::Instant::now();
+        loop {
+            let agent = app.get_json(path).await;
+            if check(&agent) {
+                return;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(2),
+                "{what}: still {agent}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+    let patched = first
+        .request(Method::PATCH, &path, &first.admin_key)
+        .json(&json!({"description": "changed on the first node"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    eventually(&second, &path, |a| a["version"] == 2, "a new version").await;
+    eventually(&first, &path, |a| a["version"] == 2, "its own write").await;
+
+    let paused = post(&second, &format!("/agents/{id}/pause")).await;
+    assert_eq!(paused.status(), 200);
+    eventually(
+        &first,
+        &path,
+        |a| a["status"] == "paused",
+        "a lifecycle move",
+    )
+    .await;
+    assert_eq!(
+        post(&first, &format!("/agents/{id}/resume")).await.status(),
+        200
+    );
+    eventually(&second, &path, |a| a["status"] == "idle", "back to idle").await;
+
+    model.push(Reply::text("done"));
+    let run = first
+        .post_form(
+            &format!("/agents/{id}/runs"),
+            &[("message", "go"), ("stream", "false")],
+        )
+        .await;
+    assert_eq!(run.status(), 200);
+    eventually(
+        &second,
+        &path,
+        |a| a["performance"]["total_runs"] == 1,
+        "a finished run's figures",
+    )
+    .await;
+}

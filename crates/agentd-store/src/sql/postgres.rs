@@ -15,6 +15,62 @@ type Db = sqlx::Postgres;
 /// The store on PostgreSQL.
 pub struct PgStore {
     pool: sqlx::PgPool,
+    /// Agents read, served without a query while the change listener runs (see `agent_cache`).
+    agents: std::sync::Arc<crate::agent_cache::AgentCache>,
+    /// The change listener's task, stopped with the store.
+    listener: tokio::task::AbortHandle,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// The channel the `agents` and `agent_run_totals` triggers announce changes on (migration 0016).
+const AGENT_CHANGES: &str = "agentd_agents";
+
+/// Follows every node's agent changes and drops them from `cache`: listens on its own connection,
+/// and on any failure empties the cache (announcements may have been missed), stops serving from it
+/// and listens again after a pause.
+async fn follow_agent_changes(url: String, cache: std::sync::Weak<crate::agent_cache::AgentCache>) {
+    loop {
+        let listener = async {
+            let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
+            listener.listen(AGENT_CHANGES).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        match listener.await {
+            Ok(mut listener) => {
+                let Some(live) = cache.upgrade() else { return };
+                live.listening();
+                drop(live);
+                loop {
+                    let notification = listener.try_recv().await;
+                    let Some(live) = cache.upgrade() else { return };
+                    match notification {
+                        Ok(Some(notification)) => {
+                            if let Some((tenant, agent)) =
+                                crate::agent_cache::parse_change(notification.payload())
+                            {
+                                live.drop_agent(tenant, agent);
+                            }
+                        }
+                        // The connection was lost (`None`) or failed.
+                        Ok(None) | Err(_) => {
+                            live.clear(false);
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(_) => {
+                let Some(live) = cache.upgrade() else { return };
+                live.clear(false);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 type SqlStore = PgStore;
@@ -72,7 +128,20 @@ impl PgStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let agents = std::sync::Arc::new(crate::agent_cache::AgentCache::new(
+            crate::agent_cache::MAX_AGENTS,
+            false,
+        ));
+        let listener = tokio::spawn(follow_agent_changes(
+            url.to_owned(),
+            std::sync::Arc::downgrade(&agents),
+        ))
+        .abort_handle();
+        Ok(Self {
+            pool,
+            agents,
+            listener,
+        })
     }
 }
 
@@ -88,6 +157,7 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
+        self.listener.abort();
         self.pool.close().await;
     }
 }

@@ -15,6 +15,9 @@ type Db = sqlx::Sqlite;
 /// The store on SQLite.
 pub struct SqliteStore {
     pool: sqlx::SqlitePool,
+    /// Agents read, served without a query. This process is the database's only writer, so its own
+    /// writes are all the cache has to follow.
+    agents: crate::agent_cache::AgentCache,
 }
 
 type SqlStore = SqliteStore;
@@ -76,7 +79,10 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            agents: crate::agent_cache::AgentCache::new(crate::agent_cache::MAX_AGENTS, true),
+        })
     }
 }
 

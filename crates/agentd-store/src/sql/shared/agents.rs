@@ -126,6 +126,21 @@ async fn write_version_and_tags(
     Ok(())
 }
 
+/// The agent's row as the database has it now, past the cache (what a lost compare-and-set reports).
+async fn read_agent(
+    store: &SqlStore,
+    tenant: TenantId,
+    id: AgentId,
+) -> Result<Option<Agent>, StoreError> {
+    let sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE tenant_id = $1 AND id = $2");
+    let row = sqlx::query(&sql)
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&store.pool)
+        .await?;
+    row.as_ref().map(agent_from_row).transpose()
+}
+
 #[async_trait]
 impl AgentStore for SqlStore {
     async fn create_agent(
@@ -163,13 +178,15 @@ impl AgentStore for SqlStore {
     }
 
     async fn get_agent(&self, tenant: TenantId, id: AgentId) -> Result<Option<Agent>, StoreError> {
-        let sql = format!("SELECT {AGENT_COLUMNS} FROM agents WHERE tenant_id = $1 AND id = $2");
-        let row = sqlx::query(&sql)
-            .bind(tenant.to_string())
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(agent_from_row).transpose()
+        let epoch = self.agents.epoch();
+        if let Some(agent) = self.agents.agent(tenant, id) {
+            return Ok(Some(agent));
+        }
+        let agent = read_agent(self, tenant, id).await?;
+        if let Some(agent) = &agent {
+            self.agents.fill_agent(epoch, agent);
+        }
+        Ok(agent)
     }
 
     async fn list_agents(
@@ -278,7 +295,7 @@ impl AgentStore for SqlStore {
         .rows_affected();
         if updated == 0 {
             tx.rollback().await?;
-            return Ok(match self.get_agent(agent.tenant_id, agent.id).await? {
+            return Ok(match read_agent(self, agent.tenant_id, agent.id).await? {
                 Some(current) => Update::Stale(current.version.to_string()),
                 None => Update::Missing,
             });
@@ -286,6 +303,7 @@ impl AgentStore for SqlStore {
         write_version_and_tags(&mut tx, agent).await?;
         insert_events(&mut tx, std::slice::from_ref(event)).await?;
         tx.commit().await?;
+        self.agents.drop_agent(agent.tenant_id, agent.id);
         Ok(Update::Applied)
     }
 
@@ -311,13 +329,14 @@ impl AgentStore for SqlStore {
         .rows_affected();
         if updated == 0 {
             tx.rollback().await?;
-            return Ok(match self.get_agent(tenant, id).await? {
+            return Ok(match read_agent(self, tenant, id).await? {
                 Some(current) => Update::Stale(current.status.as_str().to_owned()),
                 None => Update::Missing,
             });
         }
         insert_events(&mut tx, events).await?;
         tx.commit().await?;
+        self.agents.drop_agent(tenant, id);
         Ok(Update::Applied)
     }
 
@@ -347,6 +366,7 @@ impl AgentStore for SqlStore {
         }
         insert_events(&mut tx, events).await?;
         tx.commit().await?;
+        self.agents.drop_agent(tenant, id);
         Ok(Update::Applied)
     }
 

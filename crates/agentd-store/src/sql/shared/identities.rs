@@ -45,6 +45,7 @@ impl IdentityStore for SqlStore {
         .execute(&self.pool)
         .await?
         .rows_affected();
+        self.agents.drop_agent(tenant, agent);
         Ok(updated == 1)
     }
 

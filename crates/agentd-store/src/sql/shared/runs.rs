@@ -139,7 +139,7 @@ async fn insert_run_events(
 async fn settle_agent_status(
     tx: &mut sqlx::Transaction<'_, Db>,
     run: &Run,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let settled: Option<String> = sqlx::query_scalar(
         "UPDATE agents SET status = CASE status WHEN 'idle' THEN 'busy' ELSE 'idle' END \
          WHERE tenant_id = $1 AND id = $2 AND status = CASE WHEN EXISTS (\
@@ -152,7 +152,7 @@ async fn settle_agent_status(
     .fetch_optional(&mut **tx)
     .await?;
     let Some(settled) = settled else {
-        return Ok(());
+        return Ok(false);
     };
     let to: AgentStatus = parse_column("agents", "status", &settled)?;
     let (from, action) = match to {
@@ -174,7 +174,8 @@ async fn settle_agent_status(
         detail: serde_json::json!({"run_id": run.id.to_string(), "run_status": run.status.as_str()}),
         created_at: run.updated_at,
     };
-    super::agents::insert_events(tx, std::slice::from_ref(&event)).await
+    super::agents::insert_events(tx, std::slice::from_ref(&event)).await?;
+    Ok(true)
 }
 
 /// Adds a run that has just finished to its agent's totals (what `agent_run_stats` reads).
@@ -242,8 +243,11 @@ impl RunStore for SqlStore {
             .await?;
         insert_run_events(&mut tx, run, events).await?;
         count_finished_run(&mut tx, run).await?;
-        settle_agent_status(&mut tx, run).await?;
+        let settled = settle_agent_status(&mut tx, run).await?;
         tx.commit().await?;
+        if settled || run.status.is_terminal() {
+            self.agents.drop_agent(run.tenant_id, run.agent_id);
+        }
         Ok(())
     }
 
@@ -311,8 +315,11 @@ impl RunStore for SqlStore {
         if finishes {
             count_finished_run(&mut tx, run).await?;
         }
-        settle_agent_status(&mut tx, run).await?;
+        let settled = settle_agent_status(&mut tx, run).await?;
         tx.commit().await?;
+        if settled || finishes {
+            self.agents.drop_agent(run.tenant_id, run.agent_id);
+        }
         Ok(Update::Applied)
     }
 
@@ -451,6 +458,10 @@ impl RunStore for SqlStore {
         agent: AgentId,
     ) -> Result<RunStats, StoreError> {
         const TABLE: &str = "agent_run_totals";
+        let epoch = self.agents.epoch();
+        if let Some(stats) = self.agents.stats(tenant, agent) {
+            return Ok(stats);
+        }
         let row = sqlx::query(
             "SELECT completed, errored, cancelled, duration, input_tokens, output_tokens \
              FROM agent_run_totals WHERE tenant_id = $1 AND agent_id = $2",
@@ -460,6 +471,8 @@ impl RunStore for SqlStore {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else {
+            self.agents
+                .fill_stats(epoch, tenant, agent, &RunStats::default());
             return Ok(RunStats::default());
         };
         let count = |column: &str| -> Result<u64, StoreError> {
@@ -477,6 +490,7 @@ impl RunStore for SqlStore {
         if stats.total > 0 {
             stats.average_duration = row.try_get::<f64, _>("duration")? / stats.total as f64;
         }
+        self.agents.fill_stats(epoch, tenant, agent, &stats);
         Ok(stats)
     }
 }
