@@ -82,7 +82,7 @@ crate::sql::shared_queries!();
 /// tenant id folded to 64 bits and mixed with a constant naming the audit chain (a collision only
 /// makes two chains wait for each other).
 async fn lock_audit_chain(
-    tx: &mut sqlx::Transaction<'_, Db>,
+    tx: &mut WriteTx,
     tenant: agentd_core::TenantId,
 ) -> Result<(), StoreError> {
     const AUDIT_CHAIN_LOCK: u64 = 0x6175_6469_745f_6c6f; // "audit_lo"
@@ -95,10 +95,47 @@ async fn lock_audit_chain(
     Ok(())
 }
 
-/// Begins a transaction that writes (row locks are taken as statements run on PostgreSQL; see the
-/// SQLite backend for why it differs there).
-async fn begin_write(pool: &sqlx::PgPool) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
-    Ok(pool.begin().await?)
+/// PostgreSQL takes row locks as statements run: writers need no turn of their own.
+struct WriteLane;
+
+async fn write_lane(_store: &SqlStore) -> WriteLane {
+    WriteLane
+}
+
+/// A transaction that writes (see the SQLite backend for why it is a type of its own). Derefs to the
+/// connection, like the transaction it wraps.
+pub(crate) struct WriteTx {
+    tx: sqlx::Transaction<'static, Db>,
+}
+
+impl WriteTx {
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::PgConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
+
+/// Begins a transaction that writes.
+async fn begin_write(store: &SqlStore) -> Result<WriteTx, StoreError> {
+    Ok(WriteTx {
+        tx: store.pool.begin().await?,
+    })
 }
 
 /// The `websearch_to_tsquery` text for chunks with any of `words` (letters and digits only, so

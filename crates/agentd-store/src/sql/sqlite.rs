@@ -18,6 +18,8 @@ pub struct SqliteStore {
     /// Agents read, served without a query. This process is the database's only writer, so its own
     /// writes are all the cache has to follow.
     agents: crate::agent_cache::AgentCache,
+    /// Whose turn it is to write (see [`write_lane`]).
+    writes: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 type SqlStore = SqliteStore;
@@ -27,20 +29,63 @@ crate::sql::shared_queries!();
 /// SQLite has one writer at a time, and the audit append's first statement is a write (the chain's
 /// head row), which takes the database's write lock for the whole transaction: nothing more to lock.
 async fn lock_audit_chain(
-    _tx: &mut sqlx::Transaction<'_, Db>,
+    _tx: &mut WriteTx,
     _tenant: agentd_core::TenantId,
 ) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Begins a transaction that writes, holding SQLite's write lock from the start (`BEGIN
-/// IMMEDIATE`, which waits under the busy timeout). A deferred `BEGIN` is not enough where a
-/// statement fires the full-text index's triggers: SQLite then starts it as a reader and, finding
-/// another writer, fails at once with "database is locked" instead of waiting.
-async fn begin_write(
-    pool: &sqlx::SqlitePool,
-) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
-    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+/// The store's turn to write: SQLite has one writer at a time, and a writer that finds the database
+/// locked waits in SQLite's busy handler, which sleeps 1, 2, 5 … 100 ms between tries (the create
+/// and patch p99 of 150 ms in `agentd-bench registry`), or fails at once when it read before it wrote.
+/// Taking turns on an async lock in the process instead hands the lock over without sleeping.
+/// Another process writing the same file still meets the busy timeout.
+type WriteLane = tokio::sync::OwnedMutexGuard<()>;
+
+async fn write_lane(store: &SqlStore) -> WriteLane {
+    store.writes.clone().lock_owned().await
+}
+
+/// A transaction that writes, holding the store's [`write_lane`] until it ends. Derefs to the
+/// connection, like the transaction it wraps.
+pub(crate) struct WriteTx {
+    tx: sqlx::Transaction<'static, Db>,
+    _lane: WriteLane,
+}
+
+impl WriteTx {
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
+
+/// Begins a transaction that writes: the store's write lane, then SQLite's write lock from the start
+/// (`BEGIN IMMEDIATE`). A deferred `BEGIN` is not enough where a statement fires the full-text
+/// index's triggers: SQLite then starts it as a reader and, finding another writer (another
+/// process), fails at once with "database is locked" instead of waiting.
+async fn begin_write(store: &SqlStore) -> Result<WriteTx, StoreError> {
+    let lane = write_lane(store).await;
+    Ok(WriteTx {
+        tx: store.pool.begin_with("BEGIN IMMEDIATE").await?,
+        _lane: lane,
+    })
 }
 
 /// The FTS5 query for chunks with any of `words`: each word a quoted string (so nothing in it is
@@ -82,6 +127,7 @@ impl SqliteStore {
         Ok(Self {
             pool,
             agents: crate::agent_cache::AgentCache::new(crate::agent_cache::MAX_AGENTS, true),
+            writes: std::sync::Arc::default(),
         })
     }
 }

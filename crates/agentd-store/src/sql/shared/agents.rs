@@ -56,7 +56,7 @@ fn event_from_row(row: &DbRow) -> Result<AgentEvent, StoreError> {
 }
 
 pub(super) async fn insert_events(
-    tx: &mut sqlx::Transaction<'_, Db>,
+    tx: &mut WriteTx,
     events: &[AgentEvent],
 ) -> Result<(), StoreError> {
     for event in events {
@@ -81,10 +81,7 @@ pub(super) async fn insert_events(
 }
 
 /// Stores the agent's spec version and replaces its tags.
-async fn write_version_and_tags(
-    tx: &mut sqlx::Transaction<'_, Db>,
-    agent: &Agent,
-) -> Result<(), StoreError> {
+async fn write_version_and_tags(tx: &mut WriteTx, agent: &Agent) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO agent_versions (tenant_id, agent_id, version, spec, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -149,7 +146,7 @@ impl AgentStore for SqlStore {
         sealed_private_key: Option<&str>,
         events: &[AgentEvent],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(self).await?;
         sqlx::query(
             "INSERT INTO agents (id, tenant_id, version, name, kind, status, health, owner, team_id, spec, created_at, updated_at, last_heartbeat_at, public_key, sealed_private_key) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
@@ -275,7 +272,7 @@ impl AgentStore for SqlStore {
         expected_version: u32,
         event: &AgentEvent,
     ) -> Result<Update, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(self).await?;
         let updated = sqlx::query(
             "UPDATE agents SET version = $3, name = $4, kind = $5, owner = $6, team_id = $7, spec = $8, updated_at = $9 \
              WHERE tenant_id = $1 AND id = $2 AND version = $10",
@@ -315,7 +312,7 @@ impl AgentStore for SqlStore {
         to: AgentStatus,
         events: &[AgentEvent],
     ) -> Result<Update, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(self).await?;
         let updated = sqlx::query(
             "UPDATE agents SET status = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2 AND status = $5",
         )
@@ -348,7 +345,7 @@ impl AgentStore for SqlStore {
         heard_at: Option<Timestamp>,
         events: &[AgentEvent],
     ) -> Result<Update, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(self).await?;
         let updated = sqlx::query(
             "UPDATE agents SET health = $3, last_heartbeat_at = COALESCE($4, last_heartbeat_at) \
              WHERE tenant_id = $1 AND id = $2",

@@ -60,7 +60,7 @@ impl AuditStore for SqlStore {
         let mut tenants: Vec<TenantId> = records.iter().map(|record| record.tenant_id).collect();
         tenants.sort();
         tenants.dedup();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(self).await?;
         let mut appended = Vec::with_capacity(records.len());
         for tenant in tenants {
             super::lock_audit_chain(&mut tx, tenant).await?;

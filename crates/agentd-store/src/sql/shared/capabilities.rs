@@ -65,7 +65,7 @@ impl CapabilityStore for SqlStore {
         capability: &Capability,
         event: &AgentEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(self).await?;
         sqlx::query(
             "INSERT INTO agent_capabilities (tenant_id, agent_id, name, description, proficiency, experience, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -90,7 +90,7 @@ impl CapabilityStore for SqlStore {
         capability: &Capability,
         event: &AgentEvent,
     ) -> Result<Update, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(self).await?;
         let updated = sqlx::query(
             "UPDATE agent_capabilities SET description = $4, proficiency = $5, experience = $6, updated_at = $7 \
              WHERE tenant_id = $1 AND agent_id = $2 AND name = $3",
@@ -119,7 +119,7 @@ impl CapabilityStore for SqlStore {
         endorsement: &Endorsement,
         event: &AgentEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(self).await?;
         sqlx::query(
             "INSERT INTO agent_endorsements (tenant_id, agent_id, capability, endorser, comment, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",

@@ -34,6 +34,7 @@ impl IdentityStore for SqlStore {
         agent: AgentId,
         identity: &SealedIdentity,
     ) -> Result<bool, StoreError> {
+        let _lane = write_lane(self).await;
         let updated = sqlx::query(
             "UPDATE agents SET public_key = $3, sealed_private_key = $4 \
              WHERE tenant_id = $1 AND id = $2 AND public_key IS NULL",

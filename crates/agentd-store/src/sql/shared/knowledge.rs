@@ -156,10 +156,7 @@ fn scored_from_row(row: &DbRow) -> Result<ScoredChunk, StoreError> {
     })
 }
 
-async fn insert_metadata(
-    tx: &mut sqlx::Transaction<'_, Db>,
-    content: &Content,
-) -> Result<(), StoreError> {
+async fn insert_metadata(tx: &mut WriteTx, content: &Content) -> Result<(), StoreError> {
     if content.metadata.is_empty() {
         return Ok(());
     }
@@ -179,10 +176,7 @@ async fn insert_metadata(
     Ok(())
 }
 
-async fn insert_chunks(
-    tx: &mut sqlx::Transaction<'_, Db>,
-    chunks: &[Chunk],
-) -> Result<(), StoreError> {
+async fn insert_chunks(tx: &mut WriteTx, chunks: &[Chunk]) -> Result<(), StoreError> {
     for batch in chunks.chunks(CHUNKS_PER_STATEMENT) {
         let rows = (0..batch.len())
             .map(|n| {
@@ -240,10 +234,7 @@ const EMBEDDINGS_SQL: &str = "SELECT c.id AS id, c.embedding AS embedding FROM k
 
 /// Bumps the tenant's knowledge version (see [`KnowledgeStore::knowledge_version`]) inside a
 /// transaction that changes its chunks.
-async fn bump_knowledge_version(
-    tx: &mut sqlx::Transaction<'_, Db>,
-    tenant: TenantId,
-) -> Result<(), StoreError> {
+async fn bump_knowledge_version(tx: &mut WriteTx, tenant: TenantId) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO knowledge_versions (tenant_id, version) VALUES ($1, 1) \
          ON CONFLICT (tenant_id) DO UPDATE SET version = knowledge_versions.version + 1",
@@ -257,7 +248,7 @@ async fn bump_knowledge_version(
 /// Deletes the content `id` of the tenant (every content of the tenant when `None`) with its chunks
 /// (first, so SQLite's keyword index triggers see each row go) and metadata; how many contents went.
 async fn delete_contents_where(
-    tx: &mut sqlx::Transaction<'_, Db>,
+    tx: &mut WriteTx,
     tenant: TenantId,
     id: Option<ContentId>,
 ) -> Result<u64, StoreError> {
@@ -296,7 +287,7 @@ impl KnowledgeStore for SqlStore {
             chunk_size: content.chunking.chunk_size,
             overlap: content.chunking.overlap,
         };
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = begin_write(self).await?;
         // A failed upload of the same bytes makes way for this one (it has no chunks).
         for sql in [
             "DELETE FROM knowledge_metadata WHERE tenant_id = $1 AND content_id IN \
@@ -409,7 +400,7 @@ impl KnowledgeStore for SqlStore {
     }
 
     async fn update_content_details(&self, content: &Content) -> Result<bool, StoreError> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = begin_write(self).await?;
         let updated = sqlx::query(
             "UPDATE knowledge_contents SET name = $3, description = $4, metadata = $5, \
              updated_at = $6 WHERE tenant_id = $1 AND id = $2",
@@ -445,7 +436,7 @@ impl KnowledgeStore for SqlStore {
         message: Option<&str>,
         at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = begin_write(self).await?;
         let updated = sqlx::query(
             "UPDATE knowledge_contents SET status = 'completed', chunk_count = $3, embedder = $4, \
              status_message = $5, updated_at = $6 \
@@ -476,6 +467,7 @@ impl KnowledgeStore for SqlStore {
         reason: &str,
         at: Timestamp,
     ) -> Result<bool, StoreError> {
+        let _lane = write_lane(self).await;
         let updated = sqlx::query(
             "UPDATE knowledge_contents SET status = 'failed', status_message = $3, updated_at = $4 \
              WHERE tenant_id = $1 AND id = $2 AND status = 'processing'",
@@ -491,7 +483,7 @@ impl KnowledgeStore for SqlStore {
     }
 
     async fn delete_content(&self, tenant: TenantId, id: ContentId) -> Result<bool, StoreError> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = begin_write(self).await?;
         let deleted = delete_contents_where(&mut tx, tenant, Some(id)).await?;
         if deleted > 0 {
             bump_knowledge_version(&mut tx, tenant).await?;
@@ -501,7 +493,7 @@ impl KnowledgeStore for SqlStore {
     }
 
     async fn delete_all_contents(&self, tenant: TenantId) -> Result<u64, StoreError> {
-        let mut tx = begin_write(&self.pool).await?;
+        let mut tx = begin_write(self).await?;
         let deleted = delete_contents_where(&mut tx, tenant, None).await?;
         if deleted > 0 {
             bump_knowledge_version(&mut tx, tenant).await?;
@@ -516,6 +508,7 @@ impl KnowledgeStore for SqlStore {
         reason: &str,
         at: Timestamp,
     ) -> Result<u64, StoreError> {
+        let _lane = write_lane(self).await;
         let updated = sqlx::query(
             "UPDATE knowledge_contents SET status = 'failed', status_message = $2, updated_at = $3 \
              WHERE status = 'processing' AND node_id = $1",

@@ -73,10 +73,7 @@ fn sort_column(sort: MemorySort) -> &'static str {
 }
 
 /// Inserts the topic rows of `memory`.
-async fn insert_topics(
-    tx: &mut sqlx::Transaction<'_, Db>,
-    memory: &Memory,
-) -> Result<(), StoreError> {
+async fn insert_topics(tx: &mut WriteTx, memory: &Memory) -> Result<(), StoreError> {
     if memory.topics.is_empty() {
         return Ok(());
     }
@@ -98,7 +95,7 @@ async fn insert_topics(
 #[async_trait]
 impl MemoryStore for SqlStore {
     async fn insert_memory(&self, memory: &Memory) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(self).await?;
         sqlx::query(
             "INSERT INTO memories (tenant_id, id, user_id, agent_id, team_id, memory, topics, input, \
              feedback, created_at, updated_at) \
@@ -187,7 +184,7 @@ impl MemoryStore for SqlStore {
     }
 
     async fn update_memory(&self, memory: &Memory) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(self).await?;
         let updated = sqlx::query(
             "UPDATE memories SET memory = $3, topics = $4, agent_id = $5, team_id = $6, input = $7, \
              feedback = $8, updated_at = $9 WHERE tenant_id = $1 AND id = $2",
@@ -233,7 +230,7 @@ impl MemoryStore for SqlStore {
         } else {
             ""
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(self).await?;
         let mut deleted = 0;
         for chunk in ids.chunks(IDS_PER_STATEMENT) {
             let list = (first_id..chunk.len() + first_id)

@@ -40,7 +40,7 @@ impl ResourceStore for SqlStore {
         expected_version: u64,
         events: &[AgentEvent],
     ) -> Result<Update, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(self).await?;
         let version = i64::try_from(resources.version).unwrap_or(i64::MAX);
         let written = if expected_version == 0 {
             sqlx::query(

@@ -106,7 +106,7 @@ const EVENTS_PER_STATEMENT: usize = 200;
 /// Appends `events` to the log of `run` (their `run_id` is the run's own), many rows per statement:
 /// a run's events are stored in batches, and one round trip per event was most of a batch's cost.
 async fn insert_run_events(
-    tx: &mut sqlx::Transaction<'_, Db>,
+    tx: &mut WriteTx,
     run: &Run,
     events: &[RunEvent],
 ) -> Result<(), StoreError> {
@@ -136,10 +136,7 @@ async fn insert_run_events(
 /// One statement decides and applies: it only touches a row whose status is the wrong one of the two.
 /// On PostgreSQL a run committed by another node while this statement runs can be missed, leaving
 /// the agent `idle` during that run until its next save; the agent never stays `busy` with no runs.
-async fn settle_agent_status(
-    tx: &mut sqlx::Transaction<'_, Db>,
-    run: &Run,
-) -> Result<bool, StoreError> {
+async fn settle_agent_status(tx: &mut WriteTx, run: &Run) -> Result<bool, StoreError> {
     let settled: Option<String> = sqlx::query_scalar(
         "UPDATE agents SET status = CASE status WHEN 'idle' THEN 'busy' ELSE 'idle' END \
          WHERE tenant_id = $1 AND id = $2 AND status = CASE WHEN EXISTS (\
@@ -179,10 +176,7 @@ async fn settle_agent_status(
 }
 
 /// Adds a run that has just finished to its agent's totals (what `agent_run_stats` reads).
-async fn count_finished_run(
-    tx: &mut sqlx::Transaction<'_, Db>,
-    run: &Run,
-) -> Result<(), StoreError> {
+async fn count_finished_run(tx: &mut WriteTx, run: &Run) -> Result<(), StoreError> {
     let (completed, errored, cancelled) = match run.status {
         RunStatus::Completed => (1_i64, 0_i64, 0_i64),
         RunStatus::Error => (0, 1, 0),
@@ -227,7 +221,7 @@ impl RunStore for SqlStore {
         let sql = format!(
             "INSERT INTO runs ({MUTABLE_COLUMNS}, {FIXED_COLUMNS}) VALUES ({placeholders})"
         );
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(self).await?;
         bind_mutable(sqlx::query(&sql), run)
             .bind(run.tenant_id.to_string())
             .bind(run.id.to_string())
@@ -267,7 +261,7 @@ impl RunStore for SqlStore {
         expected_last_seq: u64,
         events: &[RunEvent],
     ) -> Result<Update, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(self).await?;
         // Whether this save finishes the run, so it is counted in the agent's totals once.
         let finishes = run.status.is_terminal()
             && sqlx::query_scalar::<_, String>(

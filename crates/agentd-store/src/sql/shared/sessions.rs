@@ -55,7 +55,7 @@ fn filter_conditions(filter: &SessionFilter) -> (String, Vec<String>) {
 
 /// Runs `sql`, which binds the tenant as `$1` and `ids` as `$2`, `$3`…; how many rows it changed.
 async fn execute_for_sessions(
-    tx: &mut sqlx::Transaction<'_, Db>,
+    tx: &mut WriteTx,
     sql: &str,
     tenant: TenantId,
     ids: &[SessionId],
@@ -70,6 +70,7 @@ async fn execute_for_sessions(
 #[async_trait]
 impl SessionStore for SqlStore {
     async fn create_session(&self, session: &Session) -> Result<bool, StoreError> {
+        let _lane = write_lane(self).await;
         let inserted = sqlx::query(
             "INSERT INTO sessions (tenant_id, id, kind, component_id, user_id, name, state, metadata, \
              summary, policy, created_at, updated_at) \
@@ -150,6 +151,7 @@ impl SessionStore for SqlStore {
     }
 
     async fn update_session(&self, session: &Session) -> Result<bool, StoreError> {
+        let _lane = write_lane(self).await;
         let updated = sqlx::query(
             "UPDATE sessions SET name = $3, state = $4, metadata = $5, summary = $6, policy = $7, \
              updated_at = $8 WHERE tenant_id = $1 AND id = $2",
@@ -176,7 +178,7 @@ impl SessionStore for SqlStore {
         if ids.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(self).await?;
         let mut deleted = 0;
         for chunk in ids.chunks(IDS_PER_STATEMENT) {
             let list = (2..chunk.len() + 2)

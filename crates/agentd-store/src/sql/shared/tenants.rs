@@ -75,6 +75,7 @@ where
 #[async_trait]
 impl TenantStore for SqlStore {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
+        let _lane = write_lane(self).await;
         sqlx::query(
             "INSERT INTO tenants (id, slug, name, plan, created_at) VALUES ($1, $2, $3, $5, $4)",
         )
@@ -111,7 +112,7 @@ impl TenantStore for SqlStore {
         tenant: &Tenant,
         key: &ApiKey,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(self).await?;
         let inserted = sqlx::query(
             "INSERT INTO tenants (id, slug, name, plan, created_at) VALUES ($1, $2, $3, $5, $4) \
              ON CONFLICT (slug) DO NOTHING",
@@ -143,6 +144,7 @@ impl TenantStore for SqlStore {
     }
 
     async fn set_tenant_plan(&self, id: TenantId, plan: Option<&str>) -> Result<bool, StoreError> {
+        let _lane = write_lane(self).await;
         let updated = sqlx::query("UPDATE tenants SET plan = $1 WHERE id = $2")
             .bind(plan)
             .bind(id.to_string())
@@ -156,6 +158,7 @@ impl TenantStore for SqlStore {
 #[async_trait]
 impl KeyStore for SqlStore {
     async fn insert_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        let _lane = write_lane(self).await;
         insert_key_with(&self.pool, key).await
     }
 
@@ -188,6 +191,7 @@ impl KeyStore for SqlStore {
     }
 
     async fn delete_key(&self, tenant: TenantId, id: KeyId) -> Result<bool, StoreError> {
+        let _lane = write_lane(self).await;
         let deleted = sqlx::query("DELETE FROM api_keys WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.to_string())
             .bind(id.to_string())
@@ -212,6 +216,7 @@ impl KeyStore for SqlStore {
         id: KeyId,
         at: Timestamp,
     ) -> Result<(), StoreError> {
+        let _lane = write_lane(self).await;
         sqlx::query("UPDATE api_keys SET last_used_at = $3 WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.to_string())
             .bind(id.to_string())
@@ -243,6 +248,7 @@ impl KeyStore for SqlStore {
     }
 
     async fn replace_key_secret(&self, key: &ApiKey, old_hash: &str) -> Result<bool, StoreError> {
+        let _lane = write_lane(self).await;
         let updated = sqlx::query(
             "UPDATE api_keys SET prefix = $3, hash = $4, last_used_at = NULL \
              WHERE tenant_id = $1 AND id = $2 AND hash = $5",

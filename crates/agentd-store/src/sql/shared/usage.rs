@@ -14,6 +14,7 @@ const METERED: &str = "SELECT key_id, agent_id, model, input_tokens AS prompt_to
 #[async_trait]
 impl UsageStore for SqlStore {
     async fn insert_model_call(&self, call: &ModelCall) -> Result<(), StoreError> {
+        let _lane = write_lane(self).await;
         sqlx::query(
             "INSERT INTO model_calls (tenant_id, id, key_id, model, endpoint, prompt_tokens, \
              completion_tokens, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

@@ -76,6 +76,7 @@ fn oauth_state_from_row(row: &DbRow) -> Result<OAuthState, StoreError> {
 #[async_trait]
 impl UserStore for SqlStore {
     async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
+        let _lane = write_lane(self).await;
         sqlx::query(
             "INSERT INTO users (id, tenant_id, email, name, role, created_at, updated_at, \
              last_login_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -137,6 +138,7 @@ impl UserStore for SqlStore {
     }
 
     async fn update_user(&self, user: &User) -> Result<bool, StoreError> {
+        let _lane = write_lane(self).await;
         let updated = sqlx::query(
             "UPDATE users SET name = $3, role = $4, updated_at = $5, last_login_at = $6 \
              WHERE tenant_id = $1 AND id = $2",
@@ -154,6 +156,7 @@ impl UserStore for SqlStore {
     }
 
     async fn delete_user(&self, tenant: TenantId, id: UserId) -> Result<bool, StoreError> {
+        let _lane = write_lane(self).await;
         let deleted = sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.to_string())
             .bind(id.to_string())
@@ -174,6 +177,7 @@ impl UserStore for SqlStore {
     }
 
     async fn insert_token(&self, token: &StoredToken) -> Result<(), StoreError> {
+        let _lane = write_lane(self).await;
         sqlx::query(
             "INSERT INTO auth_tokens (hash, kind, tenant_id, user_id, created_at, expires_at, \
              used_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -202,12 +206,15 @@ impl UserStore for SqlStore {
              WHERE hash = $1 AND kind = $2 AND used_at IS NULL AND expires_at > $3 \
              RETURNING {TOKEN_COLUMNS}"
         );
-        let row = sqlx::query(&sql)
-            .bind(hash)
-            .bind(kind.as_str())
-            .bind(now.timestamp_millis())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = {
+            let _lane = write_lane(self).await;
+            sqlx::query(&sql)
+                .bind(hash)
+                .bind(kind.as_str())
+                .bind(now.timestamp_millis())
+                .fetch_optional(&self.pool)
+                .await?
+        };
         if let Some(row) = row {
             return Ok(TokenUse::Used(token_from_row(&row)?));
         }
@@ -234,6 +241,7 @@ impl UserStore for SqlStore {
         user: UserId,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        let _lane = write_lane(self).await;
         sqlx::query(
             "UPDATE auth_tokens SET used_at = $3 \
              WHERE tenant_id = $1 AND user_id = $2 AND used_at IS NULL",
@@ -247,6 +255,7 @@ impl UserStore for SqlStore {
     }
 
     async fn insert_oauth_state(&self, state: &OAuthState) -> Result<(), StoreError> {
+        let _lane = write_lane(self).await;
         sqlx::query(
             "INSERT INTO oauth_states (hash, provider, tenant_id, code_verifier, redirect_to, \
              created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -264,6 +273,7 @@ impl UserStore for SqlStore {
     }
 
     async fn take_oauth_state(&self, hash: &str) -> Result<Option<OAuthState>, StoreError> {
+        let _lane = write_lane(self).await;
         let row = sqlx::query(
             "DELETE FROM oauth_states WHERE hash = $1 RETURNING hash, provider, tenant_id, \
              code_verifier, redirect_to, created_at, expires_at",
@@ -278,6 +288,7 @@ impl UserStore for SqlStore {
         &self,
         candidate: &SigningKeyRecord,
     ) -> Result<SigningKeyRecord, StoreError> {
+        let _lane = write_lane(self).await;
         sqlx::query(
             "INSERT INTO signing_keys (purpose, kid, public_key, private_sealed, created_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (purpose) DO NOTHING",
