@@ -202,20 +202,17 @@ impl UserService {
             expires_at: None,
         };
         let (key, plain) = admin.issue(tenant.id);
-        if !self.store.create_tenant_with_key(&tenant, &key).await? {
+        let owner = owner.map(|email| User::new(tenant.id, email, None, Role::Owner));
+        if !self
+            .store
+            .create_tenant_with_owner(&tenant, &key, owner.as_ref())
+            .await?
+        {
             return Err(Error::Conflict(format!(
                 "a tenant with slug `{}` exists already",
                 tenant.slug.as_str()
             )));
         }
-        let owner = match owner {
-            Some(email) => {
-                let user = User::new(tenant.id, email, None, Role::Owner);
-                self.store.insert_user(&user).await?;
-                Some(user)
-            }
-            None => None,
-        };
         tracing::info!(tenant.id = %tenant.id, "tenant created");
         Ok((tenant, plain, owner))
     }

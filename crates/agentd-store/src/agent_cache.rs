@@ -2,8 +2,10 @@
 //! costs no database round trip: each agent's row and its run totals, by tenant and id.
 //!
 //! The database stays the truth. Every write this store makes to an agent or its totals drops the
-//! entry once the write has committed, and on PostgreSQL a trigger announces every change (`NOTIFY
-//! agentd_agents`, made by any node) to every node's listener, which drops it too. A read fills the
+//! entry once the write has committed, and on PostgreSQL a trigger announces every change to an agent
+//! (`NOTIFY agentd_agents`, made by any node) to every node's listener, which drops it too. Run totals
+//! change with every finished run, too often to announce (see migration 0016): another node's runs
+//! show in them once the cached totals are [`STATS_TTL`] old. A read fills the
 //! cache only if no entry was dropped while it read (the `epoch`), so a fill can never put back a row
 //! that a concurrent write has already replaced. When the listener loses its connection the cache is
 //! emptied and left unused until it listens again, since announcements may have been missed.
@@ -11,6 +13,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use agentd_core::agent::Agent;
 use agentd_core::{AgentId, TenantId};
@@ -22,10 +25,14 @@ type Key = (TenantId, AgentId);
 /// Agents kept at most (about a kilobyte each); past that the cache empties itself and refills.
 pub(crate) const MAX_AGENTS: usize = 250_000;
 
+/// How long cached run totals are trusted (runs finished on other nodes are not announced).
+pub(crate) const STATS_TTL: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Default)]
 struct Entry {
     agent: Option<Agent>,
-    stats: Option<RunStats>,
+    /// The totals and when they were read.
+    stats: Option<(RunStats, Instant)>,
 }
 
 /// The cache; see the module's documentation.
@@ -61,7 +68,12 @@ impl AgentCache {
     }
 
     pub(crate) fn stats(&self, tenant: TenantId, id: AgentId) -> Option<RunStats> {
-        self.read(tenant, id, |entry| entry.stats)
+        self.read(tenant, id, |entry| {
+            entry
+                .stats
+                .filter(|(_, read)| read.elapsed() < STATS_TTL)
+                .map(|(stats, _)| stats)
+        })
     }
 
     pub(crate) fn fill_agent(&self, epoch: u64, agent: &Agent) {
@@ -71,7 +83,9 @@ impl AgentCache {
     }
 
     pub(crate) fn fill_stats(&self, epoch: u64, tenant: TenantId, id: AgentId, stats: &RunStats) {
-        self.fill(epoch, (tenant, id), |entry| entry.stats = Some(*stats));
+        self.fill(epoch, (tenant, id), |entry| {
+            entry.stats = Some((*stats, Instant::now()));
+        });
     }
 
     /// Forgets the agent (after a write to it has committed, or when another node announces one).

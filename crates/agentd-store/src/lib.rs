@@ -133,6 +133,16 @@ pub trait TenantStore {
         &self,
         tenant: &Tenant,
         key: &ApiKey,
+    ) -> Result<bool, StoreError> {
+        self.create_tenant_with_owner(tenant, key, None).await
+    }
+    /// Like [`TenantStore::create_tenant_with_key`], with the tenant's first user (its owner) in the
+    /// same transaction, so no tenant is left without the owner it was made for.
+    async fn create_tenant_with_owner(
+        &self,
+        tenant: &Tenant,
+        key: &ApiKey,
+        owner: Option<&agentd_core::user::User>,
     ) -> Result<bool, StoreError>;
     /// Every tenant's id, for system jobs (such as the health sweeper) that visit each tenant in turn.
     async fn list_tenant_ids(&self) -> Result<Vec<TenantId>, StoreError>;

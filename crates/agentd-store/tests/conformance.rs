@@ -90,6 +90,31 @@ async fn first_tenant_and_key_are_created_once(db: TestDb) {
         store.find_key_by_hash(&first_key.hash).await.unwrap(),
         Some(first_key)
     );
+
+    // A tenant made with its owner has the owner from the same transaction; a loser writes none.
+    use agentd_core::{Email, Role, User};
+    let owned = tenant("owned");
+    let email = Email::parse("owner@example.com").unwrap();
+    let owner = User::new(owned.id, email.clone(), None, Role::Owner);
+    let owned_key = key(&owned, "admin", &["*"]);
+    assert!(store
+        .create_tenant_with_owner(&owned, &owned_key, Some(&owner))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.find_user_by_email(owned.id, &email).await.unwrap(),
+        Some(owner)
+    );
+    let loser = tenant("owned");
+    let loser_owner = User::new(loser.id, email.clone(), None, Role::Owner);
+    assert!(!store
+        .create_tenant_with_owner(&loser, &key(&loser, "admin", &["*"]), Some(&loser_owner))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.find_user_by_email(loser.id, &email).await.unwrap(),
+        None
+    );
 }
 
 async fn keys_round_trip_and_stay_in_their_tenant(db: TestDb) {

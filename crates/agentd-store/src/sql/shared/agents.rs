@@ -59,66 +59,81 @@ pub(super) async fn insert_events(
     tx: &mut WriteTx,
     events: &[AgentEvent],
 ) -> Result<(), StoreError> {
-    for event in events {
-        sqlx::query(
-            "INSERT INTO agent_events (id, tenant_id, agent_id, kind, action, from_status, to_status, actor, detail, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(event.id.to_string())
-        .bind(event.tenant_id.to_string())
-        .bind(event.agent_id.to_string())
-        .bind(event.kind.as_str())
-        .bind(&event.action)
-        .bind(event.from_status.map(AgentStatus::as_str))
-        .bind(event.to_status.map(AgentStatus::as_str))
-        .bind(&event.actor)
-        .bind(to_json_text(&event.detail))
-        .bind(event.created_at.timestamp_millis())
-        .execute(&mut **tx)
-        .await?;
+    if events.is_empty() {
+        return Ok(());
     }
+    // One statement for them all: inside the write lane every statement is a round trip others wait on.
+    let mut insert = sqlx::QueryBuilder::<Db>::new(
+        "INSERT INTO agent_events (id, tenant_id, agent_id, kind, action, from_status, to_status, actor, detail, created_at) ",
+    );
+    insert.push_values(events, |mut row, event| {
+        row.push_bind(event.id.to_string())
+            .push_bind(event.tenant_id.to_string())
+            .push_bind(event.agent_id.to_string())
+            .push_bind(event.kind.as_str())
+            .push_bind(event.action.clone())
+            .push_bind(event.from_status.map(AgentStatus::as_str))
+            .push_bind(event.to_status.map(AgentStatus::as_str))
+            .push_bind(event.actor.clone())
+            .push_bind(to_json_text(&event.detail))
+            .push_bind(event.created_at.timestamp_millis());
+    });
+    insert.build().execute(&mut **tx).await?;
     Ok(())
 }
 
-/// Stores the agent's spec version and replaces its tags.
+/// Stores the agent's spec version, its declared skills as capabilities (kept when already there) and
+/// its tags (replacing those of an earlier version), each list in one statement.
 async fn write_version_and_tags(tx: &mut WriteTx, agent: &Agent) -> Result<(), StoreError> {
+    let (tenant, id) = (agent.tenant_id.to_string(), agent.id.to_string());
     sqlx::query(
         "INSERT INTO agent_versions (tenant_id, agent_id, version, spec, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(agent.tenant_id.to_string())
-    .bind(agent.id.to_string())
+    .bind(&tenant)
+    .bind(&id)
     .bind(i64::from(agent.version))
     .bind(to_json_text(&agent.spec))
     .bind(agent.updated_at.timestamp_millis())
     .execute(&mut **tx)
     .await?;
-    sqlx::query("DELETE FROM agent_tags WHERE tenant_id = $1 AND agent_id = $2")
-        .bind(agent.tenant_id.to_string())
-        .bind(agent.id.to_string())
-        .execute(&mut **tx)
-        .await?;
-    for skill in &agent.spec.skills {
-        sqlx::query(
-            "INSERT INTO agent_capabilities (tenant_id, agent_id, name, description, proficiency, experience, created_at, updated_at) \
-             VALUES ($1, $2, $3, NULL, 0, 0, $4, $4) ON CONFLICT (tenant_id, agent_id, name) DO NOTHING",
-        )
-        .bind(agent.tenant_id.to_string())
-        .bind(agent.id.to_string())
-        .bind(skill)
-        .bind(agent.updated_at.timestamp_millis())
-        .execute(&mut **tx)
-        .await?;
+    if agent.version > 1 {
+        sqlx::query("DELETE FROM agent_tags WHERE tenant_id = $1 AND agent_id = $2")
+            .bind(&tenant)
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let mut skills: Vec<&String> = agent.spec.skills.iter().collect();
+    skills.sort();
+    skills.dedup();
+    if !skills.is_empty() {
+        let at = agent.updated_at.timestamp_millis();
+        let mut insert = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO agent_capabilities (tenant_id, agent_id, name, description, proficiency, experience, created_at, updated_at) ",
+        );
+        insert.push_values(skills, |mut row, skill| {
+            row.push_bind(tenant.as_str())
+                .push_bind(id.as_str())
+                .push_bind(skill.as_str())
+                .push("NULL, 0, 0")
+                .push_bind(at)
+                .push_bind(at);
+        });
+        insert.push(" ON CONFLICT (tenant_id, agent_id, name) DO NOTHING");
+        insert.build().execute(&mut **tx).await?;
     }
     let mut tags: Vec<&String> = agent.spec.tags.iter().collect();
     tags.sort();
     tags.dedup();
-    for tag in tags {
-        sqlx::query("INSERT INTO agent_tags (tenant_id, agent_id, tag) VALUES ($1, $2, $3)")
-            .bind(agent.tenant_id.to_string())
-            .bind(agent.id.to_string())
-            .bind(tag)
-            .execute(&mut **tx)
-            .await?;
+    if !tags.is_empty() {
+        let mut insert =
+            sqlx::QueryBuilder::<Db>::new("INSERT INTO agent_tags (tenant_id, agent_id, tag) ");
+        insert.push_values(tags, |mut row, tag| {
+            row.push_bind(tenant.as_str())
+                .push_bind(id.as_str())
+                .push_bind(tag.as_str());
+        });
+        insert.build().execute(&mut **tx).await?;
     }
     Ok(())
 }

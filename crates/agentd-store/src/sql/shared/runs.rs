@@ -236,8 +236,9 @@ impl RunStore for SqlStore {
             .execute(&mut *tx)
             .await?;
         insert_run_events(&mut tx, run, events).await?;
-        count_finished_run(&mut tx, run).await?;
         let settled = settle_agent_status(&mut tx, run).await?;
+        // Last before the commit: every run of the agent updates this one row.
+        count_finished_run(&mut tx, run).await?;
         tx.commit().await?;
         if settled || run.status.is_terminal() {
             self.agents.drop_agent(run.tenant_id, run.agent_id);
@@ -306,10 +307,11 @@ impl RunStore for SqlStore {
             });
         }
         insert_run_events(&mut tx, run, events).await?;
+        let settled = settle_agent_status(&mut tx, run).await?;
         if finishes {
+            // Last before the commit: every run of the agent updates this one row.
             count_finished_run(&mut tx, run).await?;
         }
-        let settled = settle_agent_status(&mut tx, run).await?;
         tx.commit().await?;
         if settled || finishes {
             self.agents.drop_agent(run.tenant_id, run.agent_id);

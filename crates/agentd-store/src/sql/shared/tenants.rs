@@ -107,10 +107,11 @@ impl TenantStore for SqlStore {
         row.as_ref().map(tenant_from_row).transpose()
     }
 
-    async fn create_tenant_with_key(
+    async fn create_tenant_with_owner(
         &self,
         tenant: &Tenant,
         key: &ApiKey,
+        owner: Option<&agentd_core::user::User>,
     ) -> Result<bool, StoreError> {
         let mut tx = begin_write(self).await?;
         let inserted = sqlx::query(
@@ -130,6 +131,9 @@ impl TenantStore for SqlStore {
             return Ok(false);
         }
         insert_key_with(&mut *tx, key).await?;
+        if let Some(owner) = owner {
+            super::users::insert_user_with(&mut *tx, owner).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }

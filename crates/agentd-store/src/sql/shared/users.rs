@@ -73,25 +73,33 @@ fn oauth_state_from_row(row: &DbRow) -> Result<OAuthState, StoreError> {
     })
 }
 
+/// Inserts a user, on the pool or in a transaction (a new tenant's owner).
+pub(super) async fn insert_user_with<'e, E>(executor: E, user: &User) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = Db>,
+{
+    sqlx::query(
+        "INSERT INTO users (id, tenant_id, email, name, role, created_at, updated_at, \
+         last_login_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(user.id.to_string())
+    .bind(user.tenant_id.to_string())
+    .bind(user.email.as_str())
+    .bind(user.name.as_deref())
+    .bind(user.role.as_str())
+    .bind(user.created_at.timestamp_millis())
+    .bind(user.updated_at.timestamp_millis())
+    .bind(user.last_login_at.map(|t| t.timestamp_millis()))
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl UserStore for SqlStore {
     async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
         let _lane = write_lane(self).await;
-        sqlx::query(
-            "INSERT INTO users (id, tenant_id, email, name, role, created_at, updated_at, \
-             last_login_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(user.id.to_string())
-        .bind(user.tenant_id.to_string())
-        .bind(user.email.as_str())
-        .bind(user.name.as_deref())
-        .bind(user.role.as_str())
-        .bind(user.created_at.timestamp_millis())
-        .bind(user.updated_at.timestamp_millis())
-        .bind(user.last_login_at.map(|t| t.timestamp_millis()))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        insert_user_with(&self.pool, user).await
     }
 
     async fn get_user(&self, tenant: TenantId, id: UserId) -> Result<Option<User>, StoreError> {
