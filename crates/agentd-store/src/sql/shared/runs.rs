@@ -134,7 +134,7 @@ async fn insert_run_events(
 /// the agent's events, caused by the run's key (or `system`).
 ///
 /// One statement decides and applies: it only touches a row whose status is the wrong one of the two.
-/// On PostgreSQL a run committed by another node while this statement runs can be missed, leaving
+/// On PostgreSQL a run another transaction commits while this statement runs can be missed, leaving
 /// the agent `idle` during that run until its next save; the agent never stays `busy` with no runs.
 async fn settle_agent_status(tx: &mut WriteTx, run: &Run) -> Result<bool, StoreError> {
     let settled: Option<String> = sqlx::query_scalar(
