@@ -81,8 +81,10 @@ pub struct ContentView {
     pub source: String,
     pub file_name: Option<String>,
     pub url: Option<String>,
-    /// Bytes uploaded (or fetched).
-    pub size: u64,
+    /// Bytes uploaded (or fetched), as a decimal string: AgentOS's type for it, which its clients
+    /// validate.
+    #[schema(example = "2048")]
+    pub size: String,
     /// `sha256:<hex>` of those bytes; an identical upload is answered with this content.
     pub content_hash: String,
     pub metadata: Map<String, Value>,
@@ -114,7 +116,7 @@ impl From<Content> for ContentView {
             source: content.source.as_str().to_owned(),
             file_name,
             url,
-            size: content.size_bytes,
+            size: content.size_bytes.to_string(),
             content_hash: content.content_hash,
             metadata: content.metadata,
             status: content.status.as_str().to_owned(),
@@ -585,8 +587,8 @@ pub struct ContentStatusView {
     pub id: String,
     /// `processing`, `completed` or `failed`.
     pub status: String,
-    /// Why it failed.
-    pub status_message: Option<String>,
+    /// Why it failed; empty otherwise (AgentOS's clients expect a string here).
+    pub status_message: String,
     pub chunk_count: u64,
 }
 
@@ -610,7 +612,7 @@ async fn content_status(
     Ok(axum::Json(ContentStatusView {
         id: content.id.to_string(),
         status: content.status.as_str().to_owned(),
-        status_message: content.status_message,
+        status_message: content.status_message.unwrap_or_default(),
         chunk_count: content.chunk_count,
     }))
 }
@@ -775,8 +777,18 @@ pub struct ReaderView {
 /// A chunker.
 #[derive(Serialize, ToSchema)]
 pub struct ChunkerView {
-    pub id: String,
+    /// `fixed`, `recursive`, `markdown` or `rows` (AgentOS calls the id `key`).
+    pub key: String,
     pub description: String,
+}
+
+/// The search index, as AgentOS lists its vector databases.
+#[derive(Serialize, ToSchema)]
+pub struct VectorDbView {
+    pub id: String,
+    pub name: String,
+    /// The search types it answers (`keyword`, and `vector` and `hybrid` with an embedder).
+    pub search_types: Vec<String>,
 }
 
 /// The knowledge base's configuration for this tenant.
@@ -792,8 +804,12 @@ pub struct KnowledgeConfigView {
     /// The full-text index: `sqlite-fts5` or `postgres-tsvector`.
     pub keyword_index: String,
     pub max_upload_bytes: usize,
-    pub readers: Vec<ReaderView>,
-    pub chunkers: Vec<ChunkerView>,
+    /// The readers by id (AgentOS's shape: an object keyed by reader id).
+    pub readers: std::collections::BTreeMap<String, ReaderView>,
+    /// The chunkers by key.
+    pub chunkers: std::collections::BTreeMap<String, ChunkerView>,
+    /// The one search index, with its search types.
+    pub vector_dbs: Vec<VectorDbView>,
     pub default_chunk_size: u32,
     pub default_overlap: u32,
     /// The metadata keys of the tenant's contents: what search `filters` can compare.
@@ -825,17 +841,21 @@ async fn knowledge_config(
     };
     let readers = read::READERS
         .iter()
-        .map(|(kind, description)| ReaderView {
-            id: kind.as_str().to_owned(),
-            description: (*description).to_owned(),
-            extensions: list(read::EXTENSIONS, *kind),
-            media_types: list(read::MEDIA_TYPES, *kind),
+        .map(|(kind, description)| {
+            let reader = ReaderView {
+                id: kind.as_str().to_owned(),
+                description: (*description).to_owned(),
+                extensions: list(read::EXTENSIONS, *kind),
+                media_types: list(read::MEDIA_TYPES, *kind),
+            };
+            (reader.id.clone(), reader)
         })
         .collect();
     let chunkers = ChunkStrategy::ALL
         .iter()
-        .map(|strategy| ChunkerView {
-            id: strategy.as_str().to_owned(),
+        .map(|strategy| {
+            let chunker = ChunkerView {
+            key: strategy.as_str().to_owned(),
             description: match strategy {
                 ChunkStrategy::Fixed => "Windows of chunk_size characters, overlapping by overlap, cut at a space where one is near.",
                 ChunkStrategy::Recursive => "Split at paragraphs, lines, sentences, then words until pieces fit; merged back up to chunk_size, overlapping by overlap.",
@@ -843,16 +863,24 @@ async fn knowledge_config(
                 ChunkStrategy::Rows => "Whole lines (CSV rows) up to chunk_size; the default for CSV.",
             }
             .to_owned(),
+            };
+            (chunker.key.clone(), chunker)
         })
+        .collect();
+    let search_types: Vec<String> = settings
+        .search_types
+        .iter()
+        .map(|kind| kind.as_str().to_owned())
         .collect();
     Ok(axum::Json(KnowledgeConfigView {
         keyword_only: settings.embedder.is_none(),
         embedder: settings.embedder,
-        search_types: settings
-            .search_types
-            .iter()
-            .map(|kind| kind.as_str().to_owned())
-            .collect(),
+        vector_dbs: vec![VectorDbView {
+            id: "agentd".to_owned(),
+            name: settings.keyword_index.to_owned(),
+            search_types: search_types.clone(),
+        }],
+        search_types,
         default_search_type: settings.default_search_type.as_str().to_owned(),
         note: settings.note,
         keyword_index: settings.keyword_index.to_owned(),

@@ -1,6 +1,8 @@
 //! agno's own AgentOS client (`agno.client.AgentOSClient`, pinned, [`python::AGNO_CLIENT`]) against the
 //! AgentOS face: `tests/python/agentos_client.py` lists and reads agents, runs one with and without a
-//! stream, and lists the sessions and a session's runs, and reports what the client parsed. agno
+//! stream, lists the sessions and a session's runs, pauses a run on a client tool and continues it,
+//! adds and lists memories, uploads text to the knowledge base and searches it, and reports what the
+//! client parsed. agno
 //! validates every answer with its own pydantic models, so a field agentd shapes differently from
 //! AgentOS fails the script.
 //!
@@ -85,13 +87,24 @@ async fn agno_client_reads_agents_and_runs_them(db: TestDb) {
         .await;
     model.push(Reply::text("Hello there").usage(12, 3));
     model.push(Reply::text("Hi, streamed").usage(8, 2));
+    model.push(Reply::tool_call("call_1", "lookup", "{}"));
+    model.push(Reply::text("The answer is 42"));
 
     let params = json!({"agent_id": agent, "user_id": "ada"});
     let report = run_client(
         &python,
         &app,
         &params,
-        &["list_agents", "get_agent", "run", "stream", "sessions"],
+        &[
+            "list_agents",
+            "get_agent",
+            "run",
+            "stream",
+            "sessions",
+            "pause_continue",
+            "memories",
+            "knowledge",
+        ],
     )
     .await;
 
@@ -144,6 +157,40 @@ async fn agno_client_reads_agents_and_runs_them(db: TestDb) {
     assert_eq!(runs.len(), 2, "{runs:?}");
     assert_eq!(runs[0]["content"], "Hello there");
     assert_eq!(runs[1]["content"], "Hi, streamed");
+
+    // A client tool pauses the run; agno's continue sends the tool back with its result.
+    let paused = &report["pause_continue"];
+    assert_eq!(paused["paused_status"], "PAUSED", "{paused}");
+    assert_eq!(paused["paused_tools"], json!(["lookup"]));
+    assert_eq!(paused["continued_run_id"], paused["run_id"]);
+    assert_eq!(paused["status"], "COMPLETED");
+    assert_eq!(paused["content"], "The answer is 42");
+    let requests = model.requests();
+    let tool_message = &requests.last().unwrap().body["messages"];
+    assert!(
+        tool_message.to_string().contains("42"),
+        "the model got the tool's result: {tool_message}"
+    );
+
+    let memories = &report["memories"];
+    assert_eq!(memories["created"]["memory"], "Ada drinks green tea.");
+    assert_eq!(memories["created"]["topics"], json!(["food"]));
+    assert_eq!(memories["listed"], json!(["Ada drinks green tea."]));
+    assert_eq!(memories["total_count"], 1);
+    assert!(
+        memories["topics"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("food")),
+        "{memories}"
+    );
+
+    let knowledge = &report["knowledge"];
+    assert_eq!(knowledge["status"], "completed", "{knowledge}");
+    assert_eq!(
+        knowledge["results"],
+        json!([{"content": "Green tea is brewed at 80 degrees.", "content_id": knowledge["content_id"]}])
+    );
 }
 
 backend_tests!(agno_client_reads_agents_and_runs_them);

@@ -279,7 +279,7 @@ async fn contents_of_every_type_are_processed_listed_changed_and_deleted(db: Tes
         .as_str()
         .unwrap()
         .starts_with("sha256:"));
-    assert_eq!(text["size"], 62);
+    assert_eq!(text["size"], "62", "a string, as AgentOS has it");
     assert_eq!(text["chunk_count"], 2);
 
     // Markdown as a named reader: chunked by heading, each chunk headed.
@@ -445,7 +445,7 @@ async fn contents_of_every_type_are_processed_listed_changed_and_deleted(db: Tes
     let status: Value = app.get_json(&format!("{path}/status")).await;
     assert_eq!(
         status,
-        json!({"id": id(&text), "status": "completed", "status_message": null, "chunk_count": 2})
+        json!({"id": id(&text), "status": "completed", "status_message": "", "chunk_count": 2})
     );
     let response = app
         .request(Method::PATCH, &path, &app.admin_key)
@@ -784,8 +784,14 @@ async fn keyword_search_ranks_filters_and_stands_in_without_an_embedder(db: Test
         ["sqlite-fts5", "postgres-tsvector"].contains(&index),
         "{index}"
     );
-    assert!(config["readers"].as_array().unwrap().len() >= 6);
-    assert!(config["chunkers"].as_array().unwrap().len() >= 4);
+    assert!(config["readers"].as_object().unwrap().len() >= 6);
+    assert_eq!(config["readers"]["pdf"]["id"], "pdf");
+    assert!(config["chunkers"].as_object().unwrap().len() >= 4);
+    assert_eq!(config["chunkers"]["rows"]["key"], "rows");
+    assert_eq!(
+        config["vector_dbs"][0]["search_types"],
+        config["search_types"]
+    );
 
     let running = completed(
         &app,

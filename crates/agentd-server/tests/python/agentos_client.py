@@ -94,7 +94,69 @@ async def sessions(client, report):
     ]
 
 
+async def pause_continue(client, report):
+    paused = await client.run_agent(
+        PARAMS["agent_id"], "Look it up.", user_id=PARAMS.get("user_id"), headers=HEADERS
+    )
+    tools = paused.tools or []
+    for tool in tools:
+        tool.result = "42"
+    done = await client.continue_agent_run(
+        PARAMS["agent_id"],
+        paused.run_id,
+        tools=tools,
+        session_id=paused.session_id,
+        user_id=PARAMS.get("user_id"),
+        headers=HEADERS,
+    )
+    report["pause_continue"] = {
+        "paused_status": str(getattr(paused.status, "value", paused.status)),
+        "paused_tools": [t.tool_name for t in tools],
+        "run_id": paused.run_id,
+        "continued_run_id": done.run_id,
+        "status": str(getattr(done.status, "value", done.status)),
+        "content": done.content,
+    }
+
+
+async def memories(client, report):
+    created = await client.create_memory(
+        "Ada drinks green tea.", user_id=PARAMS["user_id"], topics=["food"], headers=HEADERS
+    )
+    page = await client.list_memories(user_id=PARAMS["user_id"], headers=HEADERS)
+    topics = await client.get_memory_topics(headers=HEADERS)
+    report["memories"] = {
+        "created": {"memory_id": created.memory_id, "memory": created.memory, "topics": created.topics},
+        "listed": [m.memory for m in page.data],
+        "total_count": page.meta.total_count,
+        "topics": topics,
+    }
+
+
+async def knowledge(client, report):
+    uploaded = await client.upload_knowledge_content(
+        name="tea notes", text_content="Green tea is brewed at 80 degrees.", headers=HEADERS
+    )
+    status = None
+    for _ in range(100):
+        status = await client.get_knowledge_content_status(uploaded.id, headers=HEADERS)
+        if str(getattr(status.status, "value", status.status)) != "processing":
+            break
+        await asyncio.sleep(0.05)
+    config = await client.get_knowledge_config(headers=HEADERS)
+    found = await client.search_knowledge("tea", search_type="keyword", headers=HEADERS)
+    report["knowledge"] = {
+        "status": str(getattr(status.status, "value", status.status)),
+        "config_fields": sorted(config.model_dump(exclude_none=True).keys()),
+        "results": [{"content": r.content, "content_id": r.content_id} for r in found.data],
+        "content_id": uploaded.id,
+    }
+
+
 SCENARIOS = {
+    "pause_continue": pause_continue,
+    "memories": memories,
+    "knowledge": knowledge,
     "list_agents": list_agents,
     "get_agent": get_agent,
     "run": run,
