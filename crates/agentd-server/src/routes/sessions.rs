@@ -282,6 +282,20 @@ async fn delete_sessions(
     Ok(axum::Json(DeletedSessions { deleted }))
 }
 
+/// One session, with the fields AgentOS's session detail has besides: `agent_session_id`, and a
+/// `session_name` that is never null (an unnamed session is called by its first message, as AgentOS
+/// does, or `""` before it has one).
+#[derive(Serialize, ToSchema)]
+pub struct SessionDetailView {
+    #[serde(flatten)]
+    pub session: SessionView,
+    /// The session id again, for agent sessions.
+    pub agent_session_id: Option<String>,
+}
+
+/// How long a name taken from a session's first message may be, in characters.
+const DERIVED_NAME_CHARS: usize = 50;
+
 /// One session.
 #[utoipa::path(
     get,
@@ -289,17 +303,31 @@ async fn delete_sessions(
     tag = "sessions",
     params(SessionPath),
     security(("bearer" = ["sessions:read"])),
-    responses((status = 200, body = SessionView))
+    responses((status = 200, body = SessionDetailView))
 )]
 async fn get_session(
     auth: Auth<scopes::SessionsRead>,
     State(sessions): State<Arc<SessionService>>,
     Path(path): Path<SessionPath>,
-) -> Result<axum::Json<SessionView>, ApiError> {
-    let session = sessions
-        .get(auth.principal.tenant_id, &path.session_id)
-        .await?;
-    Ok(axum::Json(SessionView::from(session)))
+) -> Result<axum::Json<SessionDetailView>, ApiError> {
+    let tenant = auth.principal.tenant_id;
+    let session = sessions.get(tenant, &path.session_id).await?;
+    let mut view = SessionView::from(session);
+    if view.session_name.is_none() {
+        let first = sessions
+            .runs(tenant, &path.session_id, PageRequest::parse(Some(1), None)?)
+            .await?;
+        let derived = first
+            .items
+            .first()
+            .map(|run| run.input.chars().take(DERIVED_NAME_CHARS).collect())
+            .unwrap_or_default();
+        view.session_name = Some(derived);
+    }
+    Ok(axum::Json(SessionDetailView {
+        agent_session_id: view.agent_id.is_some().then(|| view.session_id.clone()),
+        session: view,
+    }))
 }
 
 /// Changes to a session: absent fields are kept, `null` clears `session_name` and `summary`.

@@ -153,6 +153,13 @@ async fn agno_client_reads_agents_and_runs_them(db: TestDb) {
         report["sessions"],
         json!([{"session_id": run["session_id"], "agent_id": agent, "user_id": "ada"}])
     );
+    assert_eq!(
+        report["session_detail"],
+        json!({"type": "AgentSessionDetailSchema", "session_id": run["session_id"],
+               "agent_session_id": run["session_id"], "session_name": "Say hello.",
+               "agent_id": agent}),
+        "an unnamed session is called by its first message"
+    );
     let runs: Vec<&Value> = report["session_runs"].as_array().unwrap().iter().collect();
     assert_eq!(runs.len(), 2, "{runs:?}");
     assert_eq!(runs[0]["content"], "Hello there");

@@ -92,6 +92,14 @@ async def sessions(client, report):
     report["session_runs"] = [
         {"run_id": r.run_id, "content": r.content} for r in runs
     ]
+    detail = await client.get_session(session_id, headers=HEADERS)
+    report["session_detail"] = {
+        "type": type(detail).__name__,
+        "session_id": detail.session_id,
+        "agent_session_id": detail.agent_session_id,
+        "session_name": detail.session_name,
+        "agent_id": detail.agent_id,
+    }
 
 
 async def pause_continue(client, report):
