@@ -1,8 +1,8 @@
 //! agno's own AgentOS client (`agno.client.AgentOSClient`, pinned, [`python::AGNO_CLIENT`]) against the
 //! AgentOS face: `tests/python/agentos_client.py` lists and reads agents, runs one with and without a
 //! stream, lists the sessions and a session's runs, pauses a run on a client tool and continues it,
-//! adds and lists memories, uploads text to the knowledge base and searches it, and reports what the
-//! client parsed. agno
+//! adds and lists memories, uploads text to the knowledge base and searches it, cancels a background
+//! run, and reports what the client parsed. agno
 //! validates every answer with its own pydantic models, so a field agentd shapes differently from
 //! AgentOS fails the script.
 //!
@@ -89,6 +89,7 @@ async fn agno_client_reads_agents_and_runs_them(db: TestDb) {
     model.push(Reply::text("Hi, streamed").usage(8, 2));
     model.push(Reply::tool_call("call_1", "lookup", "{}"));
     model.push(Reply::text("The answer is 42"));
+    model.push(Reply::text(&"word ".repeat(200)).token_delay(std::time::Duration::from_millis(50)));
 
     let params = json!({"agent_id": agent, "user_id": "ada"});
     let report = run_client(
@@ -104,6 +105,7 @@ async fn agno_client_reads_agents_and_runs_them(db: TestDb) {
             "pause_continue",
             "memories",
             "knowledge",
+            "cancel",
         ],
     )
     .await;
@@ -173,10 +175,15 @@ async fn agno_client_reads_agents_and_runs_them(db: TestDb) {
     assert_eq!(paused["status"], "COMPLETED");
     assert_eq!(paused["content"], "The answer is 42");
     let requests = model.requests();
-    let tool_message = &requests.last().unwrap().body["messages"];
     assert!(
-        tool_message.to_string().contains("42"),
-        "the model got the tool's result: {tool_message}"
+        requests
+            .iter()
+            .any(|request| request.body["messages"]
+                .as_array()
+                .is_some_and(|messages| messages
+                    .iter()
+                    .any(|m| m["role"] == "tool" && m["content"].to_string().contains("42")))),
+        "the model got the tool's result"
     );
 
     let memories = &report["memories"];
@@ -190,6 +197,13 @@ async fn agno_client_reads_agents_and_runs_them(db: TestDb) {
             .unwrap()
             .contains(&json!("food")),
         "{memories}"
+    );
+
+    // A background run cancelled through agno ends cancelled.
+    assert_eq!(
+        report["cancel"]["status"], "CANCELLED",
+        "{}",
+        report["cancel"]
     );
 
     let knowledge = &report["knowledge"];

@@ -161,7 +161,23 @@ async def knowledge(client, report):
     }
 
 
+async def cancel(client, report):
+    started = await client.run_agent(
+        PARAMS["agent_id"], "Talk for a long time.", headers=HEADERS, background="true"
+    )
+    await client.cancel_agent_run(PARAMS["agent_id"], started.run_id, headers=HEADERS)
+    status = None
+    for _ in range(100):
+        run = await client.get_session_run(started.session_id, started.run_id, headers=HEADERS)
+        status = str(getattr(run.status, "value", run.status))
+        if status not in ("PENDING", "RUNNING"):
+            break
+        await asyncio.sleep(0.05)
+    report["cancel"] = {"started_status": str(getattr(started.status, "value", started.status)), "status": status}
+
+
 SCENARIOS = {
+    "cancel": cancel,
     "pause_continue": pause_continue,
     "memories": memories,
     "knowledge": knowledge,
