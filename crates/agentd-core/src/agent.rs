@@ -246,14 +246,23 @@ fn check_http_url(field: &str, value: &str) -> Result<(), SpecError> {
     }
 }
 
+/// A model reference's two halves: `openai/gpt-4o` → (`Some("openai")`, `"gpt-4o"`); a reference
+/// with no `provider/` part (a route, or a model of the default provider) → (`None`, all of it).
+pub fn split_model_ref(reference: &str) -> (Option<&str>, &str) {
+    match reference.split_once('/') {
+        Some((provider, model)) => (Some(provider), model),
+        None => (None, reference),
+    }
+}
+
 impl AgentSpec {
     /// Checks the rules a spec must keep; the error names the offending field.
     pub fn validate(&self) -> Result<(), SpecError> {
         check_label("name", &self.name, 200)?;
         if let Some(model) = &self.model {
-            let well_formed = match model.split_once('/') {
-                Some((provider, name)) => !provider.is_empty() && !name.is_empty(),
-                None => !model.is_empty(),
+            let well_formed = match split_model_ref(model) {
+                (Some(provider), name) => !provider.is_empty() && !name.is_empty(),
+                (None, name) => !name.is_empty(),
             };
             if !well_formed || model.chars().any(char::is_whitespace) {
                 return Err(spec_error(

@@ -10,6 +10,9 @@ use serde_json::{Map, Value};
 
 use crate::{Error, Page, PageRequest};
 
+/// How long a name taken from a session's first message may be, in characters.
+pub const DERIVED_NAME_CHARS: usize = 50;
+
 /// A new session.
 #[derive(Clone, Debug, Default)]
 pub struct NewSession {
@@ -164,6 +167,26 @@ impl SessionService {
     /// Deletes several sessions and their runs; how many existed.
     pub async fn delete_many(&self, tenant: TenantId, ids: &[SessionId]) -> Result<u64, Error> {
         Ok(self.store.delete_sessions(tenant, ids).await?)
+    }
+
+    /// What to call the session: its name, or (as AgentOS does for an unnamed one) the first
+    /// [`DERIVED_NAME_CHARS`] characters of its first message; `""` before it has one.
+    pub async fn display_name(&self, session: &Session) -> Result<String, Error> {
+        if let Some(name) = &session.name {
+            return Ok(name.clone());
+        }
+        let filter = RunFilter {
+            session_id: Some(session.id.clone()),
+            ..RunFilter::default()
+        };
+        let first = self
+            .store
+            .list_runs(session.tenant_id, &filter, None, 1)
+            .await?;
+        Ok(first
+            .first()
+            .map(|run| run.input.chars().take(DERIVED_NAME_CHARS).collect())
+            .unwrap_or_default())
     }
 
     /// The session's runs, oldest first.

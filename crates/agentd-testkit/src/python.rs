@@ -199,6 +199,52 @@ fn runs(python: &Path) -> bool {
         .is_ok_and(|status| status.success())
 }
 
+/// How long one run of a client script may take (the clients' own timeouts per request are shorter).
+pub const SCRIPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs the client script `script` with `python`, its `scenarios` as arguments, `BASE_URL`, `API_KEY`
+/// and `PARAMS` (JSON) in its environment, and answers the JSON report it prints as its last line.
+/// A failing script, a timeout or a missing report fails the test with the script's output.
+pub async fn run_script(
+    python: &Path,
+    script: &Path,
+    base_url: &str,
+    key: &str,
+    params: &serde_json::Value,
+    scenarios: &[&str],
+) -> serde_json::Value {
+    let name = script.file_name().unwrap_or_default().to_string_lossy();
+    let mut command = tokio::process::Command::new(python);
+    command
+        .arg(script)
+        .args(scenarios)
+        .env("BASE_URL", base_url)
+        .env("API_KEY", key)
+        .env("PARAMS", params.to_string())
+        // The client must reach the loopback server directly, whatever the machine's proxy settings.
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(SCRIPT_TIMEOUT, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{name} ran over {SCRIPT_TIMEOUT:?} ({scenarios:?})"))
+        .unwrap_or_else(|error| panic!("{name} does not start: {error}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{name} failed ({}) running {scenarios:?}:\n{stderr}\nstdout: {stdout}",
+        output.status
+    );
+    let line = stdout.lines().last().unwrap_or_default();
+    let report: serde_json::Value = serde_json::from_str(line)
+        .unwrap_or_else(|error| panic!("{name} printed no JSON ({error}): {stdout}\n{stderr}"));
+    // Shown when a later assertion fails.
+    eprintln!("{name} reported: {report:#}");
+    report
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

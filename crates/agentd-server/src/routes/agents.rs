@@ -148,14 +148,11 @@ pub struct ModelView {
 
 impl ModelView {
     fn of(reference: String) -> Self {
-        let (provider, model) = match reference.split_once('/') {
-            Some((provider, model)) => (Some(provider.to_owned()), model.to_owned()),
-            None => (None, reference.clone()),
-        };
+        let (provider, model) = agentd_core::agent::split_model_ref(&reference);
         Self {
+            provider: provider.map(str::to_owned),
+            model: model.to_owned(),
             id: reference,
-            provider,
-            model,
         }
     }
 }

@@ -200,10 +200,8 @@ impl From<Run> for RunView {
 }
 
 fn split_model(model_ref: &str) -> (String, String) {
-    match model_ref.split_once('/') {
-        Some((provider, model)) => (provider.to_owned(), model.to_owned()),
-        None => (String::new(), model_ref.to_owned()),
-    }
+    let (provider, model) = agentd_core::agent::split_model_ref(model_ref);
+    (provider.unwrap_or_default().to_owned(), model.to_owned())
 }
 
 /// A page of runs.

@@ -293,9 +293,6 @@ pub struct SessionDetailView {
     pub agent_session_id: Option<String>,
 }
 
-/// How long a name taken from a session's first message may be, in characters.
-const DERIVED_NAME_CHARS: usize = 50;
-
 /// One session.
 #[utoipa::path(
     get,
@@ -310,20 +307,12 @@ async fn get_session(
     State(sessions): State<Arc<SessionService>>,
     Path(path): Path<SessionPath>,
 ) -> Result<axum::Json<SessionDetailView>, ApiError> {
-    let tenant = auth.principal.tenant_id;
-    let session = sessions.get(tenant, &path.session_id).await?;
+    let session = sessions
+        .get(auth.principal.tenant_id, &path.session_id)
+        .await?;
+    let name = sessions.display_name(&session).await?;
     let mut view = SessionView::from(session);
-    if view.session_name.is_none() {
-        let first = sessions
-            .runs(tenant, &path.session_id, PageRequest::parse(Some(1), None)?)
-            .await?;
-        let derived = first
-            .items
-            .first()
-            .map(|run| run.input.chars().take(DERIVED_NAME_CHARS).collect())
-            .unwrap_or_default();
-        view.session_name = Some(derived);
-    }
+    view.session_name = Some(name);
     Ok(axum::Json(SessionDetailView {
         agent_session_id: view.agent_id.is_some().then(|| view.session_id.clone()),
         session: view,

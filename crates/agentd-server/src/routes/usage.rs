@@ -176,15 +176,12 @@ async fn agent_models(
         .await?;
     let models: BTreeSet<AgentModel> = refs
         .into_iter()
-        .map(|model| match model.split_once('/') {
-            Some((provider, id)) => AgentModel {
+        .map(|model| {
+            let (provider, id) = agentd_core::agent::split_model_ref(&model);
+            AgentModel {
                 id: id.to_owned(),
-                provider: provider.to_owned(),
-            },
-            None => AgentModel {
-                id: model,
-                provider: String::new(),
-            },
+                provider: provider.unwrap_or_default().to_owned(),
+            }
         })
         .collect();
     Ok(axum::Json(models.into_iter().collect()))

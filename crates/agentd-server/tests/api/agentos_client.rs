@@ -19,41 +19,20 @@ use agentd_testkit::{
 };
 use serde_json::{json, Value};
 
-const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
-
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/agentos_client.py")
 }
 
 async fn run_client(python: &Path, app: &TestApp, params: &Value, scenarios: &[&str]) -> Value {
-    let mut command = tokio::process::Command::new(python);
-    command
-        .arg(script())
-        .args(scenarios)
-        .env("BASE_URL", app.url(""))
-        .env("API_KEY", &app.admin_key)
-        .env("PARAMS", params.to_string())
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(SCRIPT_TIMEOUT, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("the agno script ran over {SCRIPT_TIMEOUT:?}"))
-        .expect("the agno script starts");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the agno script failed ({}) running {scenarios:?}:\n{stderr}\nstdout: {stdout}",
-        output.status
-    );
-    let line = stdout.lines().last().unwrap_or_default();
-    let report: Value = serde_json::from_str(line).unwrap_or_else(|error| {
-        panic!("the agno script printed no JSON ({error}): {stdout}\n{stderr}")
-    });
-    eprintln!("agno reported: {report:#}");
-    report
+    python::run_script(
+        python,
+        &script(),
+        &app.url(""),
+        &app.admin_key,
+        params,
+        scenarios,
+    )
+    .await
 }
 
 async fn agno_client_reads_agents_and_runs_them(db: TestDb) {
@@ -89,7 +68,7 @@ async fn agno_client_reads_agents_and_runs_them(db: TestDb) {
     model.push(Reply::text("Hi, streamed").usage(8, 2));
     model.push(Reply::tool_call("call_1", "lookup", "{}"));
     model.push(Reply::text("The answer is 42"));
-    model.push(Reply::text(&"word ".repeat(200)).token_delay(std::time::Duration::from_millis(50)));
+    model.push(Reply::text(&"word ".repeat(200)).token_delay(Duration::from_millis(50)));
 
     let params = json!({"agent_id": agent, "user_id": "ada"});
     let report = run_client(

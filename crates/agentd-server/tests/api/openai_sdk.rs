@@ -22,8 +22,6 @@ use agentd_testkit::{
 };
 use serde_json::{json, Value};
 
-/// How long one run of the script may take (the SDK's own timeout per request is 20 s).
-const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The model the gateway lists and the agent uses.
 const MODEL: &str = "scripted/gpt-test";
 /// A provider nobody listens for.
@@ -74,36 +72,7 @@ async fn run_sdk(
     params: &Value,
     scenarios: &[&str],
 ) -> Value {
-    let mut command = tokio::process::Command::new(python);
-    command
-        .arg(script())
-        .args(scenarios)
-        .env("BASE_URL", app.url("/v1"))
-        .env("API_KEY", key)
-        .env("PARAMS", params.to_string())
-        // The SDK must reach the loopback server directly, whatever the machine's proxy settings.
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(SCRIPT_TIMEOUT, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("the SDK script ran over {SCRIPT_TIMEOUT:?} ({scenarios:?})"))
-        .expect("the SDK script starts");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the SDK script failed ({}) running {scenarios:?}:\n{stderr}\nstdout: {stdout}",
-        output.status
-    );
-    let line = stdout.lines().last().unwrap_or_default();
-    let report: Value = serde_json::from_str(line).unwrap_or_else(|error| {
-        panic!("the SDK script printed no JSON ({error}): {stdout}\n{stderr}")
-    });
-    // Shown when a later assertion fails.
-    eprintln!("the SDK reported: {report:#}");
-    report
+    python::run_script(python, &script(), &app.url("/v1"), key, params, scenarios).await
 }
 
 /// Requests and tokens, as `/account/usage` shows them.

@@ -12,11 +12,51 @@ use crate::StoreError;
 pub mod postgres;
 pub mod sqlite;
 
-/// Includes the shared query code, one module per entity, into a backend module that defines `Db`
-/// and `SqlStore`. The trait implementations inside apply to that backend's `SqlStore`.
+/// Includes the shared query code, one module per entity, into a backend module that defines `Db`,
+/// `SqlStore`, its `WriteLane` with `write_lane` (whose turn it is to write), and `BEGIN_WRITE` (how a
+/// write transaction begins). The trait implementations inside apply to that backend's `SqlStore`.
 macro_rules! shared_queries {
     () => {
         type DbRow = <Db as sqlx::Database>::Row;
+
+        /// A transaction that writes, holding the store's write lane until it ends. Derefs to the
+        /// connection, like the transaction it wraps.
+        pub(crate) struct WriteTx {
+            tx: sqlx::Transaction<'static, Db>,
+            _lane: WriteLane,
+        }
+
+        impl WriteTx {
+            async fn commit(self) -> Result<(), sqlx::Error> {
+                self.tx.commit().await
+            }
+
+            async fn rollback(self) -> Result<(), sqlx::Error> {
+                self.tx.rollback().await
+            }
+        }
+
+        impl std::ops::Deref for WriteTx {
+            type Target = <Db as sqlx::Database>::Connection;
+            fn deref(&self) -> &Self::Target {
+                &self.tx
+            }
+        }
+
+        impl std::ops::DerefMut for WriteTx {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.tx
+            }
+        }
+
+        /// Begins a transaction that writes: the store's write lane, then `BEGIN_WRITE`.
+        async fn begin_write(store: &SqlStore) -> Result<WriteTx, StoreError> {
+            let lane = write_lane(store).await;
+            Ok(WriteTx {
+                tx: store.pool.begin_with(BEGIN_WRITE).await?,
+                _lane: lane,
+            })
+        }
 
         mod tenants {
             use super::*;

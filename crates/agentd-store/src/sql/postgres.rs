@@ -102,41 +102,8 @@ async fn write_lane(_store: &SqlStore) -> WriteLane {
     WriteLane
 }
 
-/// A transaction that writes (see the SQLite backend for why it is a type of its own). Derefs to the
-/// connection, like the transaction it wraps.
-pub(crate) struct WriteTx {
-    tx: sqlx::Transaction<'static, Db>,
-}
-
-impl WriteTx {
-    async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
-    }
-
-    async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.tx.rollback().await
-    }
-}
-
-impl std::ops::Deref for WriteTx {
-    type Target = sqlx::PgConnection;
-    fn deref(&self) -> &Self::Target {
-        &self.tx
-    }
-}
-
-impl std::ops::DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.tx
-    }
-}
-
-/// Begins a transaction that writes.
-async fn begin_write(store: &SqlStore) -> Result<WriteTx, StoreError> {
-    Ok(WriteTx {
-        tx: store.pool.begin().await?,
-    })
-}
+/// Row locks are taken as statements run: a plain transaction.
+const BEGIN_WRITE: &str = "BEGIN";
 
 /// The `websearch_to_tsquery` text for chunks with any of `words` (letters and digits only, so
 /// nothing in them is query syntax): the words joined by `or`.

@@ -46,47 +46,11 @@ async fn write_lane(store: &SqlStore) -> WriteLane {
     store.writes.clone().lock_owned().await
 }
 
-/// A transaction that writes, holding the store's [`write_lane`] until it ends. Derefs to the
-/// connection, like the transaction it wraps.
-pub(crate) struct WriteTx {
-    tx: sqlx::Transaction<'static, Db>,
-    _lane: WriteLane,
-}
-
-impl WriteTx {
-    async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await
-    }
-
-    async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.tx.rollback().await
-    }
-}
-
-impl std::ops::Deref for WriteTx {
-    type Target = sqlx::SqliteConnection;
-    fn deref(&self) -> &Self::Target {
-        &self.tx
-    }
-}
-
-impl std::ops::DerefMut for WriteTx {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.tx
-    }
-}
-
-/// Begins a transaction that writes: the store's write lane, then SQLite's write lock from the start
-/// (`BEGIN IMMEDIATE`). A deferred `BEGIN` is not enough where a statement fires the full-text
-/// index's triggers: SQLite then starts it as a reader and, finding another writer (another
-/// process), fails at once with "database is locked" instead of waiting.
-async fn begin_write(store: &SqlStore) -> Result<WriteTx, StoreError> {
-    let lane = write_lane(store).await;
-    Ok(WriteTx {
-        tx: store.pool.begin_with("BEGIN IMMEDIATE").await?,
-        _lane: lane,
-    })
-}
+/// Write transactions hold SQLite's write lock from the start (`BEGIN IMMEDIATE`). A deferred `BEGIN`
+/// is not enough where a statement fires the full-text index's triggers: SQLite then starts it as a
+/// reader and, finding another writer (another process), fails at once with "database is locked"
+/// instead of waiting.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 /// The FTS5 query for chunks with any of `words`: each word a quoted string (so nothing in it is
 /// query syntax), joined by `OR`; `bm25` ranks chunks with more and rarer words first.
